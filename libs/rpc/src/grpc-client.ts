@@ -1,0 +1,78 @@
+import {
+  credentials as grpcCredentials,
+  Metadata,
+  type CallOptions,
+  type ChannelCredentials,
+  type Client,
+  type ClientOptions,
+  type ClientUnaryCall,
+  type ServiceError,
+} from '@grpc/grpc-js';
+
+/** A generated client's unary method in its fullest overload. */
+export type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (err: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** Per-call options of {@link callUnary}. */
+export interface CallOpts {
+  /** Absolute deadline, epoch milliseconds. Wins over `timeoutMs`. */
+  deadlineMs?: number;
+  /** Relative deadline in milliseconds. */
+  timeoutMs?: number;
+  metadata?: Metadata;
+  /** Cancels the call when aborted. */
+  signal?: AbortSignal;
+}
+
+/** Translates {@link CallOpts} into grpc-js call options. */
+export function grpcCallOptions(opts: CallOpts): Partial<CallOptions> {
+  const deadline = opts.deadlineMs ?? (opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : undefined);
+  return deadline !== undefined && Number.isFinite(deadline) ? { deadline: new Date(deadline) } : {};
+}
+
+/**
+ * Calls a unary method and returns a promise. Pass the method bound to its
+ * client: `callUnary(client.getModel.bind(client), request)`.
+ */
+export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, opts: CallOpts = {}): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const call = method(request, opts.metadata ?? new Metadata(), grpcCallOptions(opts), (err, response) => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(response);
+    });
+    function onAbort() {
+      call.cancel();
+    }
+    if (opts.signal?.aborted) call.cancel();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Channel options every internal client uses. */
+export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): ClientOptions {
+  return {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 5_000,
+  };
+}
+
+/** Insecure credentials unless others are given. */
+export function channelCredentials(creds?: ChannelCredentials): ChannelCredentials {
+  return creds ?? grpcCredentials.createInsecure();
+}
+
+/** Resolves once the client's channel is connected, or rejects at the deadline. */
+export function waitForReady(client: Client, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve()));
+  });
+}

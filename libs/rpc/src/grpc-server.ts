@@ -1,0 +1,99 @@
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+
+/** Options of {@link GrpcServer}. */
+export interface GrpcServerOptions {
+  /** Interface to bind. @default '127.0.0.1' */
+  host?: string;
+  /** Port to bind; 0 picks a free one. @default 0 */
+  port?: number;
+  /** Largest request message accepted, in bytes. @default 16 MiB */
+  maxReceiveMessageBytes?: number;
+  /** Largest response message sent, in bytes. @default 16 MiB */
+  maxSendMessageBytes?: number;
+  /** Transport credentials. @default insecure */
+  credentials?: ServerCredentials;
+}
+
+/** Anything that can mount its handlers on a grpc-js server. */
+export interface GrpcService {
+  addToServer(server: Server): void;
+}
+
+/**
+ * A grpc-js server with `grpc.health.v1` mounted, a bind that reports the real
+ * port, and a graceful shutdown that flips health to NOT_SERVING first.
+ */
+export class GrpcServer {
+  readonly server: Server;
+  readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  private boundPort = 0;
+  private readonly services: string[] = [];
+
+  constructor(private readonly options: GrpcServerOptions = {}) {
+    const max = 16 * 1024 * 1024;
+    this.server = new Server({
+      'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? max,
+      'grpc.max_send_message_length': options.maxSendMessageBytes ?? max,
+    });
+    this.health.addToServer(this.server);
+  }
+
+  /** Mounts a service object (one with `addToServer`). */
+  add(service: GrpcService): this {
+    service.addToServer(this.server);
+    return this;
+  }
+
+  /** Mounts generated service definitions with their handlers, registering each for health. */
+  addService<I extends UntypedServiceImplementation>(name: string, definition: ServiceDefinition<I>, impl: I): this {
+    this.server.addService(definition, impl);
+    this.services.push(name);
+    return this;
+  }
+
+  /** Binds and starts serving; health turns SERVING. Resolves to the bound port. */
+  async start(): Promise<number> {
+    const host = this.options.host ?? '127.0.0.1';
+    const target = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(
+        `${target}:${this.options.port ?? 0}`,
+        this.options.credentials ?? ServerCredentials.createInsecure(),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      );
+    });
+    this.setServing(true);
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Sets the overall and every mounted service's health status. */
+  setServing(serving: boolean): void {
+    const value: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', value);
+    for (const name of this.services) this.health.setStatus(name, value);
+  }
+
+  /**
+   * Stops accepting calls and waits for running ones up to `graceMs`, then
+   * cancels whatever is left.
+   */
+  async shutdown(graceMs = 10_000): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

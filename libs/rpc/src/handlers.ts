@@ -1,0 +1,75 @@
+import type {
+  handleClientStreamingCall,
+  handleServerStreamingCall,
+  handleUnaryCall,
+  ServerReadableStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+} from '@grpc/grpc-js';
+import { toServerError } from './status-mapper';
+
+/** What every server call offers: cancellation, deadline and metadata. */
+export type ServerSurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline' | 'metadata' | 'once' | 'getPeer'>;
+
+
+/**
+ * Adapts a promise-returning unary handler to grpc-js: resolves answer OK,
+ * rejections go through {@link toServerError}.
+ */
+export function unary<Req, Res>(
+  method: string,
+  handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+): handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    handler(call.request, call).then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(toServerError(err, method)),
+    );
+  };
+}
+
+/** Adapts a promise-returning client-streaming handler to grpc-js. */
+export function clientStreaming<Req, Res>(
+  method: string,
+  handler: (call: ServerReadableStream<Req, Res>) => Promise<Res>,
+): handleClientStreamingCall<Req, Res> {
+  return (call, callback) => {
+    handler(call).then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(toServerError(err, method)),
+    );
+  };
+}
+
+/**
+ * Adapts a server-streaming handler to grpc-js: the stream ends OK when the
+ * promise resolves and with the mapped status when it rejects.
+ */
+export function serverStreaming<Req, Res>(
+  method: string,
+  handler: (request: Req, call: ServerWritableStream<Req, Res>) => Promise<void>,
+): handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    handler(call.request, call).then(
+      () => call.end(),
+      (err: unknown) => {
+        if (!call.cancelled) call.emit('error', toServerError(err, method));
+      },
+    );
+  };
+}
+
+/** An AbortSignal that fires when the caller cancels or its deadline passes. */
+export function callSignal(call: ServerSurfaceCall): AbortSignal {
+  const controller = new AbortController();
+  if (call.cancelled) controller.abort(new Error('call cancelled by the client'));
+  else call.once('cancelled', () => controller.abort(new Error('call cancelled by the client')));
+  return controller.signal;
+}
+
+/** The caller's deadline as epoch milliseconds, or Infinity when none was set. */
+export function callDeadlineMs(call: ServerSurfaceCall): number {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) && deadline > 0 ? deadline : Infinity;
+}

@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './status-mapper';
+export * from './handlers';
+export * from './grpc-server';
+export * from './grpc-client';
+export * from './model-ref';

@@ -1,0 +1,42 @@
+import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
+import { isGrpcStatusError, isMaasError } from './errors';
+
+/**
+ * Hook the boundary calls for errors that are not domain errors: they answer
+ * INTERNAL with a generic message, and are reported here so the cause is logged.
+ */
+export type UnexpectedErrorReporter = (err: unknown, method: string) => void;
+
+let reportUnexpected: UnexpectedErrorReporter = (err, method) => {
+  console.error(`unexpected error in ${method}:`, err);
+};
+
+/** Replaces the reporter of unexpected handler errors (the apps pass their logger). */
+export function setUnexpectedErrorReporter(reporter: UnexpectedErrorReporter): void {
+  reportUnexpected = reporter;
+}
+
+/**
+ * Turns anything a handler threw into a gRPC status for the caller. Domain
+ * errors and statuses relayed from upstream services keep their code and
+ * message; anything else becomes INTERNAL without leaking its text.
+ */
+export function toServerError(err: unknown, method: string): ServerErrorResponse {
+  if (isMaasError(err)) {
+    return Object.assign(new Error(err.message), { code: err.code, details: err.message });
+  }
+  if (isGrpcStatusError(err)) {
+    const relayed: ServerErrorResponse = Object.assign(new Error(err.details), {
+      code: err.code,
+      details: err.details,
+    });
+    const trailers = (err as { metadata?: unknown }).metadata;
+    if (trailers instanceof Metadata) relayed.metadata = trailers;
+    return relayed;
+  }
+  reportUnexpected(err, method);
+  return Object.assign(new Error('internal error'), {
+    code: status.INTERNAL,
+    details: `internal error while handling ${method}; the server logged the cause`,
+  });
+}

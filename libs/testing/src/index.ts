@@ -1,0 +1,6 @@
+export * from './wait-for';
+export * from './free-port';
+export * from './redis-server';
+export * from './temp-dir';
+export * from './onnx-models';
+export * from './child-service';

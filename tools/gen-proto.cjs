@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Regenerates libs/proto/src/gen from proto/**/*.proto with ts-proto.
+// The output folder is wiped first so that removed messages do not linger.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const protoRoot = path.join(root, 'proto');
+const outDir = path.join(root, 'libs/proto/src/gen');
+const protocDir = path.dirname(require.resolve('protoc/package.json'));
+const plugin = path.join(root, 'node_modules/.bin/protoc-gen-ts_proto');
+
+function listProtos(dir) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return listProtos(full);
+    return entry.name.endsWith('.proto') ? [path.relative(protoRoot, full)] : [];
+  });
+}
+
+const options = [
+  'outputServices=grpc-js',
+  'esModuleInterop=true',
+  'env=node',
+  'useDate=true',
+  'forceLong=number',
+  'oneof=unions-value',
+  'useExactTypes=false',
+  'exportCommonSymbols=false',
+].join(',');
+
+fs.rmSync(outDir, { recursive: true, force: true });
+fs.mkdirSync(outDir, { recursive: true });
+const protos = listProtos(protoRoot).sort();
+execFileSync(
+  process.execPath,
+  [
+    path.join(protocDir, 'protoc.cjs'),
+    `--plugin=protoc-gen-ts_proto=${plugin}`,
+    `--ts_proto_out=${outDir}`,
+    `--ts_proto_opt=${options}`,
+    `-I${protoRoot}`,
+    `-I${path.join(protocDir, 'include')}`,
+    ...protos,
+  ],
+  { stdio: 'inherit', cwd: root },
+);
+console.log(`generated ${protos.length} proto files into ${path.relative(root, outDir)}`);
