@@ -1,1 +1,4 @@
 export * from './logger';
+export * from './metrics-registry';
+export * from './metrics-server';
+export * from './rpc-metrics';

@@ -1,4 +1,10 @@
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type ServerInterceptor,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
 /** Options of {@link GrpcServer}. */
@@ -13,6 +19,8 @@ export interface GrpcServerOptions {
   maxSendMessageBytes?: number;
   /** Transport credentials. @default insecure */
   credentials?: ServerCredentials;
+  /** Server interceptors (metrics, request ids), outermost first. @default none */
+  interceptors?: ServerInterceptor[];
 }
 
 /** Anything that can mount its handlers on a grpc-js server. */
@@ -35,6 +43,7 @@ export class GrpcServer {
     this.server = new Server({
       'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? max,
       'grpc.max_send_message_length': options.maxSendMessageBytes ?? max,
+      interceptors: options.interceptors ?? [],
     });
     this.health.addToServer(this.server);
   }
