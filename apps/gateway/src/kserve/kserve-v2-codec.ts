@@ -1,0 +1,265 @@
+import { DataType, kserve, type PredictRequest, type PredictResponse, type Tensor, type TensorSpec } from '@maas/proto';
+import { InvalidArgumentError } from '@maas/rpc';
+import { dtypeInfo, dtypeName } from '@maas/tensor';
+
+/** Open Inference Protocol datatype names and the MaaS dtypes they carry. */
+const V2_TO_DTYPE: Record<string, DataType> = {
+  BOOL: DataType.DATA_TYPE_BOOL,
+  UINT8: DataType.DATA_TYPE_UINT8,
+  UINT16: DataType.DATA_TYPE_UINT16,
+  UINT32: DataType.DATA_TYPE_UINT32,
+  UINT64: DataType.DATA_TYPE_UINT64,
+  INT8: DataType.DATA_TYPE_INT8,
+  INT16: DataType.DATA_TYPE_INT16,
+  INT32: DataType.DATA_TYPE_INT32,
+  INT64: DataType.DATA_TYPE_INT64,
+  FP16: DataType.DATA_TYPE_FLOAT16,
+  FP32: DataType.DATA_TYPE_FLOAT32,
+  FP64: DataType.DATA_TYPE_FLOAT64,
+  BYTES: DataType.DATA_TYPE_STRING,
+};
+const DTYPE_TO_V2 = new Map(Object.entries(V2_TO_DTYPE).map(([name, dtype]) => [dtype, name]));
+const V2_NAMES = Object.keys(V2_TO_DTYPE).join(', ');
+
+/** The V2 datatype name of a MaaS dtype (`FP32` for float32). */
+export function v2DatatypeOf(dtype: DataType): string {
+  const name = DTYPE_TO_V2.get(dtype);
+  if (!name) throw new InvalidArgumentError(`dtype ${dtypeName(dtype)} has no Open Inference Protocol datatype`);
+  return name;
+}
+
+/** The MaaS dtype of a V2 datatype name; INVALID_ARGUMENT naming the supported ones otherwise. */
+export function dtypeOfV2(datatype: string, tensor: string): DataType {
+  const dtype = V2_TO_DTYPE[datatype];
+  if (dtype === undefined) {
+    throw new InvalidArgumentError(`input "${tensor}": datatype "${datatype}" is not supported; expected one of ${V2_NAMES}`);
+  }
+  return dtype;
+}
+
+/** Converts V2 tensor metadata from a MaaS signature entry. */
+export function toTensorMetadata(spec: TensorSpec): kserve.ModelMetadataResponse_TensorMetadata {
+  return { name: spec.name, datatype: v2DatatypeOf(spec.dtype), shape: spec.shape };
+}
+
+/** Parses the V2 `model_version` string: empty → 0 (server picks), else a positive integer. */
+export function parseV2Version(version: string): number {
+  if (version === '') return 0;
+  if (!/^[1-9][0-9]{0,9}$/.test(version)) {
+    throw new InvalidArgumentError(`model version "${version}" is not valid: expected a positive integer or empty`);
+  }
+  return Number(version);
+}
+
+function elementCount(shape: number[]): number {
+  return shape.reduce((n, d) => n * d, 1);
+}
+
+/** Packs typed V2 contents into little-endian raw bytes for the given dtype. */
+function packContents(name: string, dtype: DataType, shape: number[], contents: kserve.InferTensorContents): Tensor {
+  const count = elementCount(shape);
+  const tensor: Tensor = { name, dtype, shape, rawData: Buffer.alloc(0), stringData: [] };
+  const expectLength = (values: ArrayLike<unknown>, field: string) => {
+    if (values.length !== count) {
+      throw new InvalidArgumentError(
+        `input "${name}": ${field} holds ${values.length} elements, expected ${count} for shape [${shape.join(',')}]`,
+      );
+    }
+  };
+  const pack = <T>(values: T[], field: string, size: number, write: (buf: Buffer, value: T, offset: number) => void) => {
+    expectLength(values, field);
+    const buf = Buffer.allocUnsafe(values.length * size);
+    values.forEach((value, i) => write(buf, value, i * size));
+    tensor.rawData = buf;
+    return tensor;
+  };
+  switch (dtype) {
+    case DataType.DATA_TYPE_BOOL:
+      return pack(contents.boolContents, 'bool_contents', 1, (b, v, o) => b.writeUInt8(v ? 1 : 0, o));
+    case DataType.DATA_TYPE_INT8:
+      return pack(contents.intContents, 'int_contents', 1, (b, v, o) => b.writeInt8(v, o));
+    case DataType.DATA_TYPE_INT16:
+      return pack(contents.intContents, 'int_contents', 2, (b, v, o) => b.writeInt16LE(v, o));
+    case DataType.DATA_TYPE_INT32:
+      return pack(contents.intContents, 'int_contents', 4, (b, v, o) => b.writeInt32LE(v, o));
+    case DataType.DATA_TYPE_INT64:
+      return pack(contents.int64Contents, 'int64_contents', 8, (b, v, o) => b.writeBigInt64LE(BigInt(v), o));
+    case DataType.DATA_TYPE_UINT8:
+      return pack(contents.uintContents, 'uint_contents', 1, (b, v, o) => b.writeUInt8(v, o));
+    case DataType.DATA_TYPE_UINT16:
+      return pack(contents.uintContents, 'uint_contents', 2, (b, v, o) => b.writeUInt16LE(v, o));
+    case DataType.DATA_TYPE_UINT32:
+      return pack(contents.uintContents, 'uint_contents', 4, (b, v, o) => b.writeUInt32LE(v, o));
+    case DataType.DATA_TYPE_UINT64:
+      return pack(contents.uint64Contents, 'uint64_contents', 8, (b, v, o) => b.writeBigUInt64LE(BigInt(v), o));
+    case DataType.DATA_TYPE_FLOAT32:
+      return pack(contents.fp32Contents, 'fp32_contents', 4, (b, v, o) => b.writeFloatLE(v, o));
+    case DataType.DATA_TYPE_FLOAT64:
+      return pack(contents.fp64Contents, 'fp64_contents', 8, (b, v, o) => b.writeDoubleLE(v, o));
+    case DataType.DATA_TYPE_STRING:
+      expectLength(contents.bytesContents, 'bytes_contents');
+      tensor.stringData = contents.bytesContents.map((b) => Buffer.from(b).toString('utf8'));
+      return tensor;
+    default:
+      throw new InvalidArgumentError(`input "${name}": datatype FP16 has no typed contents; send it in raw_input_contents`);
+  }
+}
+
+/** Splits a V2 BYTES raw buffer (4-byte little-endian length before each element) into strings. */
+function unpackBytesElements(name: string, raw: Buffer): string[] {
+  const out: string[] = [];
+  let offset = 0;
+  while (offset < raw.length) {
+    if (offset + 4 > raw.length) throw new InvalidArgumentError(`input "${name}": BYTES raw contents end inside a length prefix`);
+    const length = raw.readUInt32LE(offset);
+    offset += 4;
+    if (offset + length > raw.length) {
+      throw new InvalidArgumentError(`input "${name}": BYTES element of ${length} bytes runs past the end of raw contents`);
+    }
+    out.push(raw.subarray(offset, offset + length).toString('utf8'));
+    offset += length;
+  }
+  return out;
+}
+
+/**
+ * Turns a V2 `ModelInferRequest` into a MaaS `PredictRequest`. Inputs come
+ * either all from `raw_input_contents` (one byte string per input, in order)
+ * or all from typed `contents`; shapes and byte lengths are checked against
+ * the signature later, by the node.
+ */
+export function fromModelInferRequest(request: kserve.ModelInferRequest): PredictRequest {
+  if (!request.modelName) throw new InvalidArgumentError('model_name is empty: expected the name of a registered model');
+  const raw = request.rawInputContents;
+  if (raw.length > 0 && raw.length !== request.inputs.length) {
+    throw new InvalidArgumentError(
+      `raw_input_contents holds ${raw.length} entries but inputs lists ${request.inputs.length}: expected one per input, in order`,
+    );
+  }
+  const inputs = request.inputs.map((input, i): Tensor => {
+    const dtype = dtypeOfV2(input.datatype, input.name);
+    const shape = input.shape;
+    if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+      throw new InvalidArgumentError(`input "${input.name}": shape [${shape.join(',')}] must hold non-negative integers`);
+    }
+    if (raw.length === 0) {
+      if (!input.contents) throw new InvalidArgumentError(`input "${input.name}": no contents and no raw_input_contents`);
+      return packContents(input.name, dtype, shape, input.contents);
+    }
+    const bytes = Buffer.from(raw[i]);
+    if (dtype === DataType.DATA_TYPE_STRING) {
+      return { name: input.name, dtype, shape, rawData: Buffer.alloc(0), stringData: unpackBytesElements(input.name, bytes) };
+    }
+    return { name: input.name, dtype, shape, rawData: bytes, stringData: [] };
+  });
+  return {
+    model: request.modelName,
+    version: parseV2Version(request.modelVersion),
+    alias: '',
+    inputs,
+    outputNames: request.outputs.map((output) => output.name),
+  };
+}
+
+function emptyContents(): kserve.InferTensorContents {
+  return {
+    boolContents: [],
+    intContents: [],
+    int64Contents: [],
+    uintContents: [],
+    uint64Contents: [],
+    fp32Contents: [],
+    fp64Contents: [],
+    bytesContents: [],
+  };
+}
+
+/** Reads little-endian raw bytes of a tensor into the V2 typed contents field for its dtype. */
+export function typedContentsOf(tensor: Tensor): kserve.InferTensorContents {
+  const contents = emptyContents();
+  const raw = Buffer.from(tensor.rawData);
+  const size = dtypeInfo(tensor.dtype)?.size ?? 0;
+  const read = <T>(reader: (offset: number) => T): T[] => {
+    const out: T[] = [];
+    for (let offset = 0; offset + size <= raw.length; offset += size) out.push(reader(offset));
+    return out;
+  };
+  switch (tensor.dtype) {
+    case DataType.DATA_TYPE_BOOL:
+      contents.boolContents = read((o) => raw.readUInt8(o) !== 0);
+      break;
+    case DataType.DATA_TYPE_INT8:
+      contents.intContents = read((o) => raw.readInt8(o));
+      break;
+    case DataType.DATA_TYPE_INT16:
+      contents.intContents = read((o) => raw.readInt16LE(o));
+      break;
+    case DataType.DATA_TYPE_INT32:
+      contents.intContents = read((o) => raw.readInt32LE(o));
+      break;
+    case DataType.DATA_TYPE_INT64:
+      contents.int64Contents = read((o) => Number(raw.readBigInt64LE(o)));
+      break;
+    case DataType.DATA_TYPE_UINT8:
+      contents.uintContents = read((o) => raw.readUInt8(o));
+      break;
+    case DataType.DATA_TYPE_UINT16:
+      contents.uintContents = read((o) => raw.readUInt16LE(o));
+      break;
+    case DataType.DATA_TYPE_UINT32:
+      contents.uintContents = read((o) => raw.readUInt32LE(o));
+      break;
+    case DataType.DATA_TYPE_UINT64:
+      contents.uint64Contents = read((o) => Number(raw.readBigUInt64LE(o)));
+      break;
+    case DataType.DATA_TYPE_FLOAT32:
+      contents.fp32Contents = read((o) => raw.readFloatLE(o));
+      break;
+    case DataType.DATA_TYPE_FLOAT64:
+      contents.fp64Contents = read((o) => raw.readDoubleLE(o));
+      break;
+    case DataType.DATA_TYPE_STRING:
+      contents.bytesContents = tensor.stringData.map((s) => Buffer.from(s, 'utf8'));
+      break;
+    default:
+      throw new InvalidArgumentError(`output "${tensor.name}": dtype ${dtypeName(tensor.dtype)} has no typed contents`);
+  }
+  return contents;
+}
+
+function rawBytesOf(tensor: Tensor): Buffer {
+  if (tensor.dtype !== DataType.DATA_TYPE_STRING) return Buffer.from(tensor.rawData);
+  const parts = tensor.stringData.flatMap((s) => {
+    const body = Buffer.from(s, 'utf8');
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32LE(body.length, 0);
+    return [length, body];
+  });
+  return Buffer.concat(parts);
+}
+
+/**
+ * Turns a MaaS `PredictResponse` into a V2 `ModelInferResponse`. Outputs go in
+ * `raw_output_contents` when the request sent raw inputs (as Triton does) or
+ * when an output has no typed form (FP16); otherwise in typed contents.
+ */
+export function toModelInferResponse(
+  request: kserve.ModelInferRequest,
+  response: PredictResponse,
+): kserve.ModelInferResponse {
+  const raw = request.rawInputContents.length > 0 || response.outputs.some((o) => o.dtype === DataType.DATA_TYPE_FLOAT16);
+  return {
+    modelName: response.model,
+    modelVersion: String(response.version),
+    id: request.id,
+    parameters: {},
+    outputs: response.outputs.map((output) => ({
+      name: output.name,
+      datatype: v2DatatypeOf(output.dtype),
+      shape: output.shape,
+      parameters: {},
+      contents: raw ? undefined : typedContentsOf(output),
+    })),
+    rawOutputContents: raw ? response.outputs.map(rawBytesOf) : [],
+  };
+}
