@@ -19,7 +19,7 @@ describe('RpcMetrics interceptor', () => {
       predict: unary('Predict', notImplemented),
       modelMetadata: unary('ModelMetadata', async (request: { model: string; version: number }) => {
         if (request.model !== 'mlp') throw new NotFoundError(`model "${request.model}" is not loaded`);
-        return { model: 'mlp', version: 3, inputs: [], outputs: [], state: 1, sha256: '' } as ModelMetadataResponse;
+        return { model: 'mlp', version: 3, inputs: [], outputs: [], runtime: undefined, state: 1, sha256: '' } satisfies ModelMetadataResponse;
       }),
       loadModel: unary('LoadModel', notImplemented),
       unloadModel: unary('UnloadModel', notImplemented),

@@ -22,7 +22,7 @@ describe('fromModelInferRequest', () => {
   it('takes raw_input_contents as they are, one per input', () => {
     const raw = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
     const predict = fromModelInferRequest(
-      inferRequest({ modelVersion: '3', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], parameters: {} }], rawInputContents: [raw] }),
+      inferRequest({ modelVersion: '3', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], parameters: {}, contents: undefined }], rawInputContents: [raw] }),
     );
     expect(predict.version).toBe(3);
     expect(Buffer.from(predict.inputs[0].rawData).equals(raw)).toBe(true);
@@ -36,7 +36,7 @@ describe('fromModelInferRequest', () => {
       return Buffer.concat([len, body]);
     });
     const predict = fromModelInferRequest(
-      inferRequest({ inputs: [{ name: 's', datatype: 'BYTES', shape: [3], parameters: {} }], rawInputContents: [Buffer.concat(parts)] }),
+      inferRequest({ inputs: [{ name: 's', datatype: 'BYTES', shape: [3], parameters: {}, contents: undefined }], rawInputContents: [Buffer.concat(parts)] }),
     );
     expect(predict.inputs[0].stringData).toEqual(['hé', '', 'xyz']);
   });
