@@ -1,0 +1,2 @@
+export * from './onnx-signature';
+export * from './onnx-verify';
