@@ -1,0 +1,135 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CacheRead, CacheStats, MetadataCache, MetadataCacheOptions } from './metadata-cache';
+
+/** Options of {@link RedisMetadataCache}. */
+export interface RedisMetadataCacheOptions extends MetadataCacheOptions {
+  /** `redis://host:port[/db]`. */
+  url: string;
+  /** Key prefix. @default 'maas:meta:' */
+  prefix?: string;
+  /** Longest wait for one command before it counts as a miss. @default 250 */
+  commandTimeoutMs?: number;
+  logger?: Logger;
+}
+
+// Stores a field only if the model's generation is unchanged since the read.
+const SET_IF_GENERATION = `
+local current = redis.call('HGET', KEYS[1], 'gen') or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1`;
+
+// Drops every field and moves the generation on.
+const INVALIDATE = `
+local next = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') + 1
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'gen', next)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return next`;
+
+/**
+ * {@link MetadataCache} in Redis: one hash per model holding its fields and
+ * generation. Redis being down makes reads misses and writes no-ops, never
+ * errors: commands fail fast (no offline queue, bounded timeout) while the
+ * client reconnects in the background. Invalidations that could not reach
+ * Redis are replayed when it is back.
+ */
+export class RedisMetadataCache implements MetadataCache {
+  readonly stats: CacheStats = { hits: 0, misses: 0, errors: 0 };
+  readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly ttlSeconds: number;
+  private readonly pendingInvalidations = new Set<string>();
+  private lastErrorLog = 0;
+
+  constructor(private readonly options: RedisMetadataCacheOptions) {
+    this.prefix = options.prefix ?? 'maas:meta:';
+    this.ttlSeconds = options.ttlSeconds ?? 300;
+    this.redis = new Redis(options.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.commandTimeoutMs ?? 250,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
+    });
+    this.redis.on('error', (err) => this.noteError(err));
+    this.redis.on('ready', () => void this.replayInvalidations());
+  }
+
+  /**
+   * Resolves once connected, or after `timeoutMs` if Redis is not reachable
+   * (then the cache starts degraded and recovers by itself). Never rejects.
+   */
+  async ready(timeoutMs = 2000): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.redis.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      this.redis.on('ready', onReady);
+    });
+  }
+
+  async get(model: string, field: string): Promise<CacheRead> {
+    try {
+      const [value, generation] = await this.redis.hmget(this.key(model), field, 'gen');
+      if (value !== null) {
+        this.stats.hits += 1;
+        return { value, generation: generation ?? '' };
+      }
+      this.stats.misses += 1;
+      return { generation: generation ?? '' };
+    } catch (err) {
+      this.noteError(err);
+      this.stats.misses += 1;
+      // A generation nothing can match: what is loaded now is not stored.
+      return { generation: 'unreachable' };
+    }
+  }
+
+  async set(model: string, field: string, value: string, generation: string): Promise<void> {
+    if (generation === 'unreachable') return;
+    try {
+      await this.redis.eval(SET_IF_GENERATION, 1, this.key(model), generation, field, value, String(this.ttlSeconds));
+    } catch (err) {
+      this.noteError(err);
+    }
+  }
+
+  async invalidate(model: string): Promise<void> {
+    try {
+      await this.redis.eval(INVALIDATE, 1, this.key(model), String(this.ttlSeconds));
+      this.pendingInvalidations.delete(model);
+    } catch (err) {
+      this.noteError(err);
+      this.pendingInvalidations.add(model);
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    this.redis.disconnect(false);
+  }
+
+  private key(model: string): string {
+    return `${this.prefix}${model}`;
+  }
+
+  private async replayInvalidations(): Promise<void> {
+    for (const model of [...this.pendingInvalidations]) await this.invalidate(model);
+  }
+
+  private noteError(err: unknown): void {
+    this.stats.errors += 1;
+    const now = Date.now();
+    if (now - this.lastErrorLog > 5000) {
+      this.lastErrorLog = now;
+      this.options.logger?.warn({ err: (err as Error).message }, 'redis cache unavailable; reading from the store');
+    }
+  }
+}

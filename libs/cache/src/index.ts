@@ -1,0 +1,6 @@
+export * from './metadata-cache';
+export * from './cache-memory';
+export * from './cache-redis';
+export * from './cached-metadata';
+export * from './change-bus';
+export * from './create';
