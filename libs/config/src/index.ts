@@ -1,2 +1,3 @@
 export * from './config-schema';
 export * as parse from './parsers';
+export * from './common-config';

@@ -1,4 +1,6 @@
 import type {
+  Deadline,
+  Metadata,
   handleClientStreamingCall,
   handleServerStreamingCall,
   handleUnaryCall,
@@ -9,7 +11,13 @@ import type {
 import { toServerError } from './status-mapper';
 
 /** What every server call offers: cancellation, deadline and metadata. */
-export type ServerSurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline' | 'metadata' | 'once' | 'getPeer'>;
+export interface ServerSurfaceCall {
+  readonly cancelled: boolean;
+  readonly metadata: Metadata;
+  getDeadline(): Deadline;
+  getPeer(): string;
+  once(event: 'cancelled', listener: () => void): unknown;
+}
 
 
 /**

@@ -1,0 +1,48 @@
+import { hostname } from 'node:os';
+import { ConfigError } from '@maas/config';
+import { createLogger } from '@maas/observability';
+import { loadRegistryConfig } from './config';
+import { startRegistry } from './registry-app';
+
+/** Composition root of the registry process: config → app → signals. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadRegistryConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`registry: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ name: 'registry', level: config.logLevel });
+  const app = await startRegistry(config, { logger });
+  logger.info(
+    { address: app.address, port: app.port, metricsPort: app.metricsPort, dataDir: config.dataDir, host: hostname() },
+    'listening',
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    app.shutdown().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`registry: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

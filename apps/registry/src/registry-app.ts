@@ -1,0 +1,72 @@
+import { createChangeBus, createMetadataCache, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { RegistryServiceService } from '@maas/proto';
+import { GrpcServer } from '@maas/rpc';
+import type { RegistryConfig } from './config';
+import { FsModelStore } from './model-store-fs';
+import { Registry } from './registry';
+import { RegistryService } from './registry-service';
+
+/** Collaborators built outside, by main.ts or a test. */
+export interface RegistryDeps {
+  logger?: Logger;
+  /** Replaces the cache built from `redisUrl`. */
+  cache?: MetadataCache;
+  /** Replaces the change bus built from `redisUrl`. */
+  bus?: ChangeBus;
+}
+
+/** A running registry. */
+export interface RegistryApp {
+  port: number;
+  /** `host:port` it listens on. */
+  address: string;
+  registry: Registry;
+  cache: MetadataCache;
+  metricsPort?: number;
+  /** Stops serving (in-flight calls get `graceMs`), then closes the cache, bus and store. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Builds the registry from its configuration and starts serving. */
+export async function startRegistry(config: RegistryConfig, deps: RegistryDeps = {}): Promise<RegistryApp> {
+  const logger = deps.logger ?? silentLogger();
+  const store = await FsModelStore.open(config.dataDir);
+  const cache = deps.cache ?? createMetadataCache({ redisUrl: config.redisUrl || undefined, logger });
+  const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
+  if (cache instanceof RedisMetadataCache && !(await cache.ready())) {
+    logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; serving from the store until it is');
+  }
+  const registry = new Registry(store, cache, bus, {
+    maxUploadBytes: config.maxUploadBytes,
+    verifyWithOnnxruntimeMaxBytes: config.verifyMaxBytes,
+    logger,
+  });
+  const metricsRegistry = createMetricsRegistry('registry');
+  const rpcMetrics = new RpcMetrics(metricsRegistry);
+  const server = new GrpcServer({
+    host: config.host,
+    port: config.port,
+    // Upload chunks are small; this bounds one message, not the artifact.
+    maxReceiveMessageBytes: 8 * 1024 * 1024,
+    interceptors: [rpcMetrics.interceptor()],
+  });
+  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryService(registry).handlers());
+  const port = await server.start();
+  let metrics: MetricsServer | undefined;
+  if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
+  return {
+    port,
+    address: `${config.host}:${port}`,
+    registry,
+    cache,
+    metricsPort: metrics?.port,
+    async shutdown(graceMs = 10_000) {
+      await server.shutdown(graceMs);
+      await metrics?.shutdown();
+      await store.shutdown();
+      await bus.shutdown();
+      await cache.shutdown();
+    },
+  };
+}

@@ -1,0 +1,105 @@
+import { once } from 'node:events';
+import type { Server, ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
+import {
+  RegistryServiceService,
+  type DownloadVersionRequest,
+  type DownloadVersionResponse,
+  type ModelVersion,
+  type RegistryServiceServer,
+  type UploadMetadata,
+  type UploadVersionRequest,
+} from '@maas/proto';
+import { CancelledError, InvalidArgumentError, callSignal, clientStreaming, parseModelRef, serverStreaming, unary } from '@maas/rpc';
+import type { Registry } from './registry';
+
+/** Download chunk size bounds, in bytes. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+const MIN_CHUNK_BYTES = 1024;
+
+/** Reads an upload stream: exactly one metadata message first, then chunks. */
+async function splitUpload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>) {
+  const messages = call[Symbol.asyncIterator]() as AsyncIterator<UploadVersionRequest>;
+  const first = await messages.next();
+  if (first.done) throw new InvalidArgumentError('upload stream was empty: expected a metadata message, then chunks');
+  if (first.value.payload?.$case !== 'metadata') {
+    throw new InvalidArgumentError('upload stream must start with a metadata message, then chunks; the first message was a chunk or empty');
+  }
+  const metadata: UploadMetadata = first.value.payload.value;
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const next = await messages.next();
+      if (next.done) return;
+      const payload = next.value.payload;
+      if (payload?.$case === 'metadata') throw new InvalidArgumentError('upload sent metadata twice: expected one metadata message, then only chunks');
+      if (payload?.$case !== 'chunk') throw new InvalidArgumentError('upload message carries neither metadata nor a chunk');
+      yield payload.value;
+    }
+  }
+  return { metadata, chunks: chunks() };
+}
+
+/** `maas.v1.RegistryService` over a {@link Registry}: decode, validate, call, encode. */
+export class RegistryService {
+  constructor(private readonly registry: Registry) {}
+
+  addToServer(server: Server): void {
+    server.addService(RegistryServiceService, this.handlers());
+  }
+
+  handlers(): RegistryServiceServer {
+    const r = this.registry;
+    return {
+      createModel: unary('CreateModel', (req) => r.createModel(req.name, req.description, req.tags)),
+      getModel: unary('GetModel', (req) => r.getModel(req.name)),
+      listModels: unary('ListModels', (req) => r.listModels(req.pageSize, req.pageToken, req.tag)),
+      updateModel: unary('UpdateModel', (req) => r.updateModel(req.name, req.description, req.tags, req.replaceTags)),
+      deleteModel: unary('DeleteModel', async (req) => (await r.deleteModel(req.name), {})),
+      uploadVersion: clientStreaming('UploadVersion', (call) => this.upload(call)),
+      getVersion: unary('GetVersion', (req) => r.getVersion(req.model, req.version)),
+      listVersions: unary('ListVersions', (req) => r.listVersions(req.model, req.pageSize, req.pageToken, req.includeArchived)),
+      downloadVersion: serverStreaming('DownloadVersion', (req, call) => this.download(req, call)),
+      archiveVersion: unary('ArchiveVersion', (req) => r.archiveVersion(req.model, req.version)),
+      setAlias: unary('SetAlias', (req) => r.setAlias(req.model, req.alias, req.version)),
+      deleteAlias: unary('DeleteAlias', (req) => r.deleteAlias(req.model, req.alias)),
+      resolve: unary('Resolve', (req) => r.resolve(parseModelRef(req.reference))),
+    };
+  }
+
+  private async upload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>): Promise<ModelVersion> {
+    const signal = callSignal(call);
+    // A cancelled client ends the stream with an error, so the upload stops and cleans up at once.
+    signal.addEventListener('abort', () => call.destroy(new CancelledError('upload cancelled by the client; nothing was stored')), { once: true });
+    const { metadata, chunks } = await splitUpload(call);
+    return this.registry.upload(metadata, chunks, signal);
+  }
+
+  private async download(request: DownloadVersionRequest, call: ServerWritableStream<DownloadVersionRequest, DownloadVersionResponse>) {
+    const chunkSize = request.chunkSize === 0 ? DEFAULT_CHUNK_BYTES : request.chunkSize;
+    if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+      throw new InvalidArgumentError(`chunk_size ${request.chunkSize} is out of range: expected 0 (default ${DEFAULT_CHUNK_BYTES}) or ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`);
+    }
+    let version: ModelVersion;
+    if (request.sha256) {
+      version = await this.registry.findBySha256(request.sha256);
+    } else if (request.model && request.version > 0) {
+      version = await this.registry.getVersion(request.model, request.version);
+    } else {
+      throw new InvalidArgumentError('download needs model and version, or sha256');
+    }
+    const signal = callSignal(call);
+    const write = async (message: DownloadVersionResponse) => {
+      if (!call.write(message)) await once(call, 'drain', { signal });
+    };
+    await write({ payload: { $case: 'metadata', value: version } });
+    const stream = this.registry.readArtifact(version, chunkSize);
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (signal.aborted) return;
+        await write({ payload: { $case: 'chunk', value: chunk } });
+      }
+    } finally {
+      stream.destroy();
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import type { ConfigField } from './config-schema';
+import * as parse from './parsers';
+
+/** Accepts `host:port` or an http(s) URL, as Consul's own CONSUL_HTTP_ADDR does. */
+export function consulAddress(raw: string): string {
+  if (/^https?:\/\//.test(raw)) return parse.url('http:', 'https:')(raw);
+  return parse.hostPort(raw);
+}
+
+/** Fields every service reads the same way. */
+export const commonConfig = {
+  /** pino level of the service's JSON log. */
+  logLevel: {
+    env: 'LOG_LEVEL',
+    default: 'info',
+    parse: parse.oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+    doc: 'Log level of the JSON log on stdout: fatal, error, warn, info, debug, trace or silent.',
+  } satisfies ConfigField<string>,
+  /** Redis for the metadata cache and change events; unset means in-memory. */
+  redisUrl: {
+    env: 'REDIS_URL',
+    default: '',
+    parse: parse.url('redis:', 'rediss:'),
+    doc: 'Redis URL (redis://host:port) for the metadata cache and change events; unset: in-process memory.',
+  } satisfies ConfigField<string>,
+  /** Consul agent address; unset means static discovery. */
+  consulAddress: {
+    env: 'CONSUL_HTTP_ADDR',
+    default: '',
+    parse: consulAddress,
+    doc: 'Consul agent (host:port or http URL) to register in and discover through; unset: static addresses.',
+  } satisfies ConfigField<string>,
+  /** Port of the Prometheus `/metrics` endpoint; 0 picks a free port, -1 turns it off. */
+  metricsPort: {
+    env: 'METRICS_PORT',
+    default: -1,
+    parse: parse.integer({ min: -1, max: 65535 }),
+    doc: 'Port of the Prometheus /metrics HTTP endpoint; 0 picks a free port, -1 turns it off.',
+  } satisfies ConfigField<number>,
+};
