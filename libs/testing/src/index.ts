@@ -4,3 +4,4 @@ export * from './redis-server';
 export * from './temp-dir';
 export * from './onnx-models';
 export * from './child-service';
+export * from './consul-double';
