@@ -6,7 +6,7 @@ import { fromOrtTensor, toOrtTensor, typedView } from './tensor-codec';
 import { validateInputs, validateOutputNames } from './tensor-validation';
 
 const f32 = (name: string, shape: number[], values?: number[]): Tensor => {
-  const data = new Float32Array(values ?? shape.reduce((a, b) => a * b, 1));
+  const data = values ? new Float32Array(values) : new Float32Array(shape.reduce((a, b) => a * b, 1));
   return { name, dtype: DataType.DATA_TYPE_FLOAT32, shape, rawData: Buffer.from(data.buffer), stringData: [] };
 };
 const signature: TensorSpec[] = [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [-1, 4], dimNames: ['batch', ''] }];
