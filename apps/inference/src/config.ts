@@ -1,0 +1,45 @@
+import { hostname } from 'node:os';
+import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
+
+/** Everything an inference node reads from its environment. */
+export const inferenceConfigSchema = {
+  ...commonConfig,
+  host: { env: 'INFERENCE_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the node gRPC server binds.' },
+  port: { env: 'INFERENCE_PORT', default: 50061, parse: parse.port, doc: 'Node gRPC port; 0 picks a free one.' },
+  nodeId: { env: 'INFERENCE_NODE_ID', default: '', parse: parse.text, doc: 'Unique node id (Consul service ID); unset: <hostname>-<port>.' },
+  advertiseAddress: {
+    env: 'INFERENCE_ADVERTISE_ADDRESS',
+    default: '',
+    parse: parse.hostPort,
+    doc: 'host:port the gateway dials, registered in Consul; unset: the bound address.',
+  },
+  cacheDir: { env: 'INFERENCE_CACHE_DIR', default: '', parse: parse.text, doc: 'Artifact cache folder; unset: .maas/node-<port>.' },
+  memoryBudgetBytes: {
+    env: 'INFERENCE_MEMORY_BUDGET',
+    default: 2 * 1024 ** 3,
+    parse: parse.byteSize,
+    doc: 'Memory the loaded versions may hold (estimated as 2 × artifact size each); LRU idle versions unload beyond it.',
+  },
+  intraOpThreads: { env: 'INFERENCE_INTRA_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime intra-op threads per session.' },
+  interOpThreads: { env: 'INFERENCE_INTER_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime inter-op threads per session.' },
+  tags: { env: 'INFERENCE_TAGS', default: [] as string[], parse: parse.list, doc: 'Comma-separated tags registered in Consul.' },
+  registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry the node pulls artifacts and metadata from.' },
+  drainTimeoutMs: {
+    env: 'INFERENCE_DRAIN_TIMEOUT_MS',
+    default: 30_000,
+    parse: parse.integer({ min: 0 }),
+    doc: 'On SIGTERM, how long in-flight requests may take to finish before the server stops.',
+  },
+};
+
+export type InferenceConfig = ConfigOf<typeof inferenceConfigSchema>;
+
+/** Reads and validates the node's configuration. */
+export function loadInferenceConfig(env: Record<string, string | undefined>, explicit: Partial<InferenceConfig> = {}): InferenceConfig {
+  return loadConfig(inferenceConfigSchema, env, explicit);
+}
+
+/** The node id to use: configured, else `<hostname>-<port>`. */
+export function nodeIdOf(config: InferenceConfig, port: number): string {
+  return config.nodeId || `${hostname()}-${port}`;
+}

@@ -1,0 +1,187 @@
+import type { Tensor } from '@maas/proto';
+import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from '@maas/rpc';
+import { batchKey, concatInputs, rowsOf, splitOutputs } from '@maas/tensor';
+
+/** Runs one (possibly stacked) request against a session. */
+export type BatchRunner = (inputs: Tensor[], outputNames: string[]) => Promise<Tensor[]>;
+
+/** Options of {@link DynamicBatcher}. */
+export interface BatcherOptions {
+  /** Stack requests at all (the model must have dynamic first dims). */
+  batching: boolean;
+  /** Most rows per run. @default 32 */
+  maxBatchSize: number;
+  /** Longest a request waits for company, in microseconds. @default 2000 */
+  maxQueueDelayMicros: number;
+  /** Most requests waiting; beyond it RESOURCE_EXHAUSTED. @default 1024 */
+  maxQueueSize: number;
+  /** Runs in parallel on the session. @default 1 */
+  concurrency: number;
+}
+
+/** What one run looked like, for metrics and tests. */
+export interface BatchEvent {
+  requests: number;
+  rows: number;
+  /** Seconds the oldest request of the batch waited in the queue. */
+  queueSeconds: number;
+  runSeconds: number;
+}
+
+interface Pending {
+  inputs: Tensor[];
+  outputNames: string[];
+  rows: number;
+  enqueued: number;
+  deadline: number;
+  signal?: AbortSignal;
+  resolve(outputs: Tensor[]): void;
+  reject(err: unknown): void;
+}
+
+interface Group {
+  requests: Pending[];
+  rows: number;
+  timer?: NodeJS.Timeout;
+  due: boolean;
+}
+
+/**
+ * Dynamic batching for one loaded model version. Requests that could share a
+ * run (same output names, same non-batch dims) queue in a group until it has
+ * `maxBatchSize` rows or its oldest request has waited `maxQueueDelayMicros`;
+ * the group then runs as one stacked request and the outputs are split back.
+ * Requests cancelled or past their deadline are dropped before they run.
+ */
+export class DynamicBatcher {
+  private readonly groups = new Map<string, Group>();
+  private queued = 0;
+  private running = 0;
+  private closed = false;
+
+  constructor(
+    private readonly run: BatchRunner,
+    private readonly options: BatcherOptions,
+    private readonly onBatch: (event: BatchEvent) => void = () => undefined,
+  ) {}
+
+  /** Requests waiting to run. */
+  get queueDepth(): number {
+    return this.queued;
+  }
+
+  /** Runs in progress. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  submit(inputs: Tensor[], outputNames: string[], opts: { signal?: AbortSignal; deadline?: number } = {}): Promise<Tensor[]> {
+    if (this.closed) return Promise.reject(new CancelledError('the model version is being unloaded'));
+    if (this.queued >= this.options.maxQueueSize) {
+      return Promise.reject(
+        new ResourceExhaustedError(`queue full: ${this.queued} requests already wait for this model version (max_queue_size ${this.options.maxQueueSize}); retry later`),
+      );
+    }
+    return new Promise<Tensor[]>((resolve, reject) => {
+      const request: Pending = {
+        inputs,
+        outputNames,
+        rows: rowsOf(inputs),
+        enqueued: performance.now(),
+        deadline: opts.deadline ?? Infinity,
+        signal: opts.signal,
+        resolve,
+        reject,
+      };
+      const key = this.options.batching ? `${outputNames.join(',')}#${batchKey(inputs)}` : `solo-${Math.random()}`;
+      let group = this.groups.get(key);
+      if (!group) {
+        group = { requests: [], rows: 0, due: !this.options.batching || this.options.maxQueueDelayMicros === 0 };
+        this.groups.set(key, group);
+        if (!group.due) {
+          const g = group;
+          group.timer = setTimeout(() => {
+            g.due = true;
+            this.dispatch();
+          }, this.options.maxQueueDelayMicros / 1000);
+        }
+      }
+      group.requests.push(request);
+      group.rows += request.rows;
+      this.queued += 1;
+      if (group.rows >= this.options.maxBatchSize) group.due = true;
+      this.dispatch();
+    });
+  }
+
+  /** Stops taking requests; waiting ones are failed as CANCELLED, running ones finish. */
+  close(): void {
+    this.closed = true;
+    for (const [key, group] of this.groups) {
+      clearTimeout(group.timer);
+      for (const r of group.requests) r.reject(new CancelledError('the model version was unloaded before the request ran'));
+      this.groups.delete(key);
+    }
+    this.queued = 0;
+  }
+
+  private dispatch(): void {
+    while (this.running < this.options.concurrency) {
+      const entry = [...this.groups.entries()].find(([, g]) => g.due);
+      if (!entry) return;
+      const [key, group] = entry;
+      const batch = this.take(group);
+      if (group.requests.length === 0) {
+        clearTimeout(group.timer);
+        this.groups.delete(key);
+      }
+      if (batch.length > 0) void this.execute(batch);
+    }
+  }
+
+  /** Takes up to maxBatchSize rows from the group, dropping cancelled or expired requests. */
+  private take(group: Group): Pending[] {
+    const batch: Pending[] = [];
+    let rows = 0;
+    const now = Date.now();
+    while (group.requests.length > 0) {
+      const next = group.requests[0];
+      if (next.signal?.aborted || next.deadline <= now) {
+        group.requests.shift();
+        group.rows -= next.rows;
+        this.queued -= 1;
+        next.reject(
+          next.signal?.aborted
+            ? new CancelledError('request cancelled by the client before it ran')
+            : new DeadlineExceededError('deadline passed while the request waited in the batch queue'),
+        );
+        continue;
+      }
+      if (batch.length > 0 && rows + next.rows > this.options.maxBatchSize) break;
+      group.requests.shift();
+      group.rows -= next.rows;
+      this.queued -= 1;
+      batch.push(next);
+      rows += next.rows;
+      if (!this.options.batching) break;
+    }
+    return batch;
+  }
+
+  private async execute(batch: Pending[]): Promise<void> {
+    this.running += 1;
+    const started = performance.now();
+    const rows = batch.reduce((n, r) => n + r.rows, 0);
+    try {
+      const outputs = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
+      const parts = splitOutputs(outputs, batch.map((r) => r.rows));
+      batch.forEach((r, i) => r.resolve(parts[i]));
+    } catch (err) {
+      for (const r of batch) r.reject(err);
+    } finally {
+      this.running -= 1;
+      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: (performance.now() - started) / 1000 });
+      this.dispatch();
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import { join } from 'node:path';
+import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
+import { InferenceServiceService } from '@maas/proto';
+import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { RegistryClient } from '@maas/registry-client';
+import { GrpcServer } from '@maas/rpc';
+import { ArtifactCache } from './artifact-cache';
+import { nodeIdOf, type InferenceConfig } from './config';
+import { registerInferenceMetrics } from './inference-metrics';
+import { InferenceService } from './inference-service';
+import { ModelManager } from './model-manager';
+
+/** Collaborators built outside, by main.ts or a test. */
+export interface InferenceDeps {
+  logger?: Logger;
+  /** Registers the node (Consul) when given. */
+  registrar?: Registrar;
+}
+
+/** A running inference node. */
+export interface InferenceNode {
+  port: number;
+  address: string;
+  nodeId: string;
+  manager: ModelManager;
+  artifacts: ArtifactCache;
+  server: GrpcServer;
+  metricsPort?: number;
+  /**
+   * Graceful stop: health NOT_SERVING and deregistration first (so routers stop
+   * sending), then in-flight requests drain (up to `graceMs`), then sessions are released.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Builds an inference node from its configuration and starts serving. */
+export async function startInferenceNode(config: InferenceConfig, deps: InferenceDeps = {}): Promise<InferenceNode> {
+  const logger = deps.logger ?? silentLogger();
+  const registry = new RegistryClient(config.registryAddress);
+  const artifacts = new ArtifactCache(config.cacheDir || join('.maas', `node-${config.port || process.pid}`), registry);
+  const manager = new ModelManager(registry, artifacts, {
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    intraOpThreads: config.intraOpThreads,
+    interOpThreads: config.interOpThreads,
+    logger,
+  });
+  const metricsRegistry = createMetricsRegistry('inference');
+  const rpcMetrics = new RpcMetrics(metricsRegistry);
+  registerInferenceMetrics(metricsRegistry, manager);
+  const server = new GrpcServer({
+    host: config.host,
+    port: config.port,
+    maxReceiveMessageBytes: 64 * 1024 * 1024,
+    maxSendMessageBytes: 64 * 1024 * 1024,
+    interceptors: [rpcMetrics.interceptor()],
+  });
+  let nodeId = config.nodeId;
+  const service = new InferenceService(manager, registry, () => nodeId);
+  server.addService('maas.v1.InferenceService', InferenceServiceService, service.handlers());
+  const port = await server.start();
+  nodeId = nodeIdOf(config, port);
+  const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
+  let metrics: MetricsServer | undefined;
+  if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
+  if (deps.registrar) {
+    await deps.registrar.register({
+      name: SERVICE_INFERENCE,
+      id: nodeId,
+      address: advertised.host,
+      port: advertised.port,
+      tags: config.tags,
+      meta: { node_id: nodeId, capacity_bytes: String(config.memoryBudgetBytes), ...(metrics ? { metrics_port: String(metrics.port) } : {}) },
+      check: { deregisterCriticalAfterSeconds: 60 },
+    });
+  }
+  return {
+    port,
+    address: `${config.host}:${port}`,
+    nodeId,
+    manager,
+    artifacts,
+    server,
+    metricsPort: metrics?.port,
+    async shutdown(graceMs = config.drainTimeoutMs) {
+      server.setServing(false);
+      if (deps.registrar) {
+        await deps.registrar.deregister(nodeId).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'deregistration failed'));
+      }
+      // Refuse new calls, let running ones (and their queued batches) finish.
+      await server.shutdown(graceMs);
+      await manager.shutdown();
+      await metrics?.shutdown();
+      registry.close();
+    },
+  };
+}

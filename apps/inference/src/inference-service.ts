@@ -1,0 +1,92 @@
+import type { Server, ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  InferenceServiceService,
+  type InferenceServiceServer,
+  type LoadedModel as LoadedModelInfo,
+  type ModelMetadataRequest,
+  type ModelMetadataResponse,
+  type PredictRequest,
+  type PredictResponse,
+} from '@maas/proto';
+import { callDeadlineMs, callSignal, formatModelRef, InvalidArgumentError, NotFoundError, unary, validateAlias, validateModelName } from '@maas/rpc';
+import { validateInputs, validateOutputNames, type TensorLimits } from '@maas/tensor';
+import type { LoadedModel } from './loaded-model';
+import type { ModelManager, VersionSource } from './model-manager';
+
+function describe(m: LoadedModel): LoadedModelInfo {
+  return {
+    model: m.version.model,
+    version: m.version.version,
+    sha256: m.version.sha256,
+    memoryBytes: m.memoryBytes,
+    inFlight: m.inFlight,
+    queueDepth: m.batcher.queueDepth,
+    lastUsedTime: new Date(m.lastUsed),
+    loadTime: m.loadTime,
+    batching: m.batching,
+  };
+}
+
+/** `maas.v1.InferenceService`: thin handlers over the {@link ModelManager}. */
+export class InferenceService {
+  constructor(
+    private readonly manager: ModelManager,
+    private readonly versions: VersionSource,
+    private readonly nodeId: () => string,
+    private readonly limits: TensorLimits = {},
+  ) {}
+
+  addToServer(server: Server): void {
+    server.addService(InferenceServiceService, this.handlers());
+  }
+
+  handlers(): InferenceServiceServer {
+    return {
+      predict: unary('Predict', (req: PredictRequest, call) => this.predict(req, call)),
+      modelMetadata: unary('ModelMetadata', (req: ModelMetadataRequest) => this.metadata(req)),
+      loadModel: unary('LoadModel', async (req) => ({ model: describe(await this.manager.get(validateModelName(req.model), this.requireVersion(req.version))) })),
+      unloadModel: unary('UnloadModel', async (req) => {
+        const version = this.requireVersion(req.version);
+        if (!(await this.manager.unload(validateModelName(req.model), version))) {
+          throw new NotFoundError(`${req.model}:${version} is not loaded on this node`);
+        }
+        return {};
+      }),
+      listLoaded: unary('ListLoaded', async () => ({
+        models: this.manager.list().map(describe),
+        memoryBudgetBytes: this.manager.memoryBudgetBytes,
+        memoryUsedBytes: this.manager.memoryUsedBytes,
+        nodeId: this.nodeId(),
+      })),
+    };
+  }
+
+  private async predict(req: PredictRequest, call: ServerUnaryCall<PredictRequest, PredictResponse>): Promise<PredictResponse> {
+    const version = await this.versionOf(req.model, req.version, req.alias);
+    const loaded = await this.manager.get(req.model, version);
+    validateInputs(req.inputs, loaded.version.inputs, this.limits);
+    const outputNames = validateOutputNames(req.outputNames, loaded.version.outputs);
+    const outputs = await loaded.predict(req.inputs, outputNames, { signal: callSignal(call), deadline: callDeadlineMs(call) });
+    return { model: req.model, version, outputs };
+  }
+
+  private async metadata(req: ModelMetadataRequest): Promise<ModelMetadataResponse> {
+    const version = await this.versionOf(req.model, req.version, req.alias);
+    const v = this.manager.find(req.model, version)?.version ?? (await this.versions.getVersion(req.model, version));
+    return { model: v.model, version: v.version, inputs: v.inputs, outputs: v.outputs, runtime: v.runtime, state: v.state, sha256: v.sha256 };
+  }
+
+  /** The explicit version, or the one the alias (default `production`, else latest) resolves to. */
+  private async versionOf(model: string, version: number, alias: string): Promise<number> {
+    validateModelName(model);
+    if (version > 0 && alias) throw new InvalidArgumentError('give a version or an alias, not both');
+    if (version > 0) return version;
+    if (alias) validateAlias(alias);
+    return (await this.versions.resolve(formatModelRef({ model, version: 0, alias }))).version;
+  }
+
+  private requireVersion(version: number): number {
+    if (!Number.isInteger(version) || version < 1) throw new InvalidArgumentError(`version ${version} is invalid: expected a positive integer`);
+    return version;
+  }
+}

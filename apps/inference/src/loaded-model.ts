@@ -1,0 +1,99 @@
+import { InferenceSession } from 'onnxruntime-node';
+import type { ModelVersion, Tensor } from '@maas/proto';
+import { fromOrtTensor, isBatchable, toOrtTensor } from '@maas/tensor';
+import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
+
+/** onnxruntime session settings of a node. */
+export interface SessionSettings {
+  /** @default 1 */
+  intraOpThreads: number;
+  /** @default 1 */
+  interOpThreads: number;
+}
+
+/**
+ * One model version loaded on this node: its onnxruntime session, its batcher
+ * and its bookkeeping (in-flight count, last use, memory estimate).
+ */
+export class LoadedModel {
+  readonly batcher: DynamicBatcher;
+  readonly loadTime = new Date();
+  lastUsed = Date.now();
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(
+    readonly version: ModelVersion,
+    private readonly session: InferenceSession,
+    /** Estimated bytes held: the artifact plus onnxruntime's copy of the weights. */
+    readonly memoryBytes: number,
+    onBatch: (event: BatchEvent) => void,
+  ) {
+    const runtime = version.runtime;
+    const batching = isBatchable(version.inputs, version.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
+    this.batcher = new DynamicBatcher(
+      (inputs, outputNames) => this.run(inputs, outputNames),
+      {
+        batching,
+        maxBatchSize: runtime?.maxBatchSize || 1,
+        maxQueueDelayMicros: runtime?.maxQueueDelayMicros ?? 0,
+        maxQueueSize: runtime?.maxQueueSize || 1024,
+        concurrency: Math.max(1, runtime?.instanceCount ?? 1),
+      },
+      onBatch,
+    );
+  }
+
+  /** Creates the session for an artifact already on disk. */
+  static async load(version: ModelVersion, path: string, settings: SessionSettings, onBatch: (event: BatchEvent) => void): Promise<LoadedModel> {
+    const session = await InferenceSession.create(path, {
+      intraOpNumThreads: settings.intraOpThreads,
+      interOpNumThreads: settings.interOpThreads,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    });
+    return new LoadedModel(version, session, version.sizeBytes * 2, onBatch);
+  }
+
+  get batching(): boolean {
+    return this.version.runtime !== undefined && this.version.runtime.maxBatchSize > 1 && isBatchable(this.version.inputs, this.version.outputs);
+  }
+
+  /** Requests accepted and not yet answered. */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /** Runs one request through the batcher. Inputs must be validated already. */
+  async predict(inputs: Tensor[], outputNames: string[], opts: { signal?: AbortSignal; deadline?: number } = {}): Promise<Tensor[]> {
+    this.active += 1;
+    this.lastUsed = Date.now();
+    try {
+      return await this.batcher.submit(inputs, outputNames, opts);
+    } finally {
+      this.active -= 1;
+      this.lastUsed = Date.now();
+      if (this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** Resolves once no request is in flight. */
+  drained(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Waits for in-flight work, then frees the session. */
+  async unload(): Promise<void> {
+    await this.drained();
+    this.batcher.close();
+    await this.session.release();
+  }
+
+  private async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    const feeds = Object.fromEntries(inputs.map((t) => [t.name, toOrtTensor(t)]));
+    const results = await this.session.run(feeds, outputNames);
+    return outputNames.map((name) => fromOrtTensor(name, results[name]));
+  }
+}

@@ -1,0 +1,46 @@
+import { ConfigError } from '@maas/config';
+import { createRegistrar } from '@maas/discovery';
+import { createLogger } from '@maas/observability';
+import { loadInferenceConfig } from './config';
+import { startInferenceNode } from './inference-app';
+
+/** Composition root of an inference node process: config → node → signals. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadInferenceConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`inference: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ name: 'inference', level: config.logLevel });
+  const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, logger }) : undefined;
+  const node = await startInferenceNode(config, { logger, registrar });
+  logger.info({ address: node.address, port: node.port, nodeId: node.nodeId, metricsPort: node.metricsPort, registry: config.registryAddress }, 'listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining and shutting down');
+    node.shutdown().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`inference: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
