@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { ConfigError } from '@maas/config';
+import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { loadRegistryConfig } from './config';
 import { startRegistry } from './registry-app';
@@ -22,12 +23,19 @@ async function main(): Promise<void> {
     { address: app.address, port: app.port, metricsPort: app.metricsPort, dataDir: config.dataDir, host: hostname() },
     'listening',
   );
+  const registrar = createRegistrar({ consulAddress: config.consulAddress || undefined, logger });
+  const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port: app.port };
+  const id = `registry-${hostname()}-${advertised.port}`;
+  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: {} });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    app.shutdown().then(
+    registrar
+      .shutdown()
+      .then(() => app.shutdown())
+      .then(
       () => {
         logger.info('stopped');
         process.exit(0);
