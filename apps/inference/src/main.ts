@@ -1,6 +1,7 @@
 import { ConfigError } from '@maas/config';
 import { createRegistrar } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
+import { setUnexpectedErrorReporter } from '@maas/rpc';
 import { loadInferenceConfig } from './config';
 import { startInferenceNode } from './inference-app';
 
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ name: 'inference', level: config.logLevel });
+  setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, logger }) : undefined;
   const node = await startInferenceNode(config, { logger, registrar });
   logger.info({ address: node.address, port: node.port, nodeId: node.nodeId, metricsPort: node.metricsPort, registry: config.registryAddress }, 'listening');

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { ConfigError } from '@maas/config';
 import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
+import { setUnexpectedErrorReporter } from '@maas/rpc';
 import { loadRegistryConfig } from './config';
 import { startRegistry } from './registry-app';
 
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ name: 'registry', level: config.logLevel });
+  setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const app = await startRegistry(config, { logger });
   logger.info(
     { address: app.address, port: app.port, metricsPort: app.metricsPort, dataDir: config.dataDir, host: hostname() },

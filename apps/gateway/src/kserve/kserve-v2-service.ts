@@ -43,7 +43,11 @@ export class KserveV2Service {
   ) {}
 
   addToServer(server: Server): void {
-    const impl: kserve.GRPCInferenceServiceServer = {
+    server.addService(kserve.GRPCInferenceServiceService, this.handlers());
+  }
+
+  handlers(): kserve.GRPCInferenceServiceServer {
+    return {
       serverLive: unary('ServerLive', async () => ({ live: true })),
       serverReady: unary('ServerReady', async () => ({ ready: this.backend.ready() })),
       modelReady: unary('ModelReady', (request: kserve.ModelReadyRequest, call) => this.modelReady(request, call)),
@@ -55,7 +59,6 @@ export class KserveV2Service {
       modelMetadata: unary('ModelMetadata', (request: kserve.ModelMetadataRequest, call) => this.modelMetadata(request, call)),
       modelInfer: unary('ModelInfer', (request: kserve.ModelInferRequest, call) => this.modelInfer(request, call)),
     };
-    server.addService(kserve.GRPCInferenceServiceService, impl);
   }
 
   private async modelReady(request: kserve.ModelReadyRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelReadyResponse> {

@@ -1,0 +1,44 @@
+import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
+
+/** Everything the gateway reads from its environment. */
+export const gatewayConfigSchema = {
+  ...commonConfig,
+  host: { env: 'GATEWAY_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the public gRPC endpoint binds.' },
+  port: { env: 'GATEWAY_PORT', default: 50050, parse: parse.port, doc: 'Public gRPC port; 0 picks a free one.' },
+  auth: {
+    env: 'GATEWAY_AUTH',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'API-key checks: on, or off (only for a loopback development stack; logged loudly).',
+  },
+  apiKeysFile: { env: 'GATEWAY_API_KEYS_FILE', default: '', parse: parse.text, doc: 'JSON file of API keys: [{id, sha256, scopes, ratePerSecond, burst}] (hashes only).' },
+  apiKeys: { env: 'GATEWAY_API_KEYS', default: '', parse: parse.text, doc: 'The same JSON inline, added to the file’s keys.' },
+  homeNodes: { env: 'GATEWAY_HOME_NODES', default: 2, parse: parse.integer({ min: 1, max: 64 }), doc: 'Home nodes per model version (rendezvous hashing).' },
+  inferenceNodes: {
+    env: 'INFERENCE_NODES',
+    default: ['127.0.0.1:50061'],
+    parse: parse.hostPortList,
+    doc: 'Static inference node addresses, used when CONSUL_HTTP_ADDR is unset.',
+  },
+  registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry address, used when CONSUL_HTTP_ADDR is unset.' },
+  maxMessageBytes: {
+    env: 'GATEWAY_MAX_MESSAGE_BYTES',
+    default: 16 * 1024 * 1024,
+    parse: parse.byteSize,
+    doc: 'Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED.',
+  },
+  advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
+  defaultTimeoutMs: {
+    env: 'GATEWAY_DEFAULT_TIMEOUT_MS',
+    default: 30_000,
+    parse: parse.integer({ min: 1 }),
+    doc: 'Deadline given to a Predict whose caller set none.',
+  },
+};
+
+export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;
+
+/** Reads and validates the gateway's configuration. */
+export function loadGatewayConfig(env: Record<string, string | undefined>, explicit: Partial<GatewayConfig> = {}): GatewayConfig {
+  return loadConfig(gatewayConfigSchema, env, explicit);
+}

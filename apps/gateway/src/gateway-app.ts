@@ -1,0 +1,145 @@
+import { readFile } from 'node:fs/promises';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { createChangeBus, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
+import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
+import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { RegistryClient } from '@maas/registry-client';
+import { GrpcServer } from '@maas/rpc';
+import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from './api-keys';
+import type { GatewayConfig } from './config';
+import { GatewayAuth } from './gateway-auth';
+import { contextOf, GatewayService } from './gateway-service';
+import { KserveV2Service } from './kserve/kserve-v2-service';
+import { NodePool } from './node-pool';
+import { PredictRouter } from './predict-router';
+import { RegistryProxy } from './registry-proxy';
+import { VersionResolver } from './version-resolver';
+
+/** Collaborators built outside, by main.ts or a test. */
+export interface GatewayDeps {
+  logger?: Logger;
+  registrar?: Registrar;
+  /** Replaces the discovery built from the config. */
+  discovery?: Discovery;
+}
+
+/** A running gateway. */
+export interface GatewayApp {
+  port: number;
+  address: string;
+  pool: NodePool;
+  router: PredictRouter;
+  metricsPort?: number;
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** The registry client for the current healthy registry instance (static or from discovery). */
+class RegistryEndpoint {
+  private client?: RegistryClient;
+  private readonly unsubscribe: () => void;
+
+  constructor(discovery: Discovery, fallback: string) {
+    this.unsubscribe = discovery.watch(SERVICE_REGISTRY, (instances) => {
+      const address = instances[0]?.address;
+      if (address && address !== this.client?.address) {
+        this.client?.close();
+        this.client = new RegistryClient(address);
+      }
+    });
+    if (!this.client) this.client = new RegistryClient(fallback);
+  }
+
+  get current(): RegistryClient {
+    return this.client!;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.client?.close();
+  }
+}
+
+async function loadKeys(config: GatewayConfig): Promise<ApiKeyEntry[]> {
+  const keys: ApiKeyEntry[] = [];
+  if (config.apiKeysFile) keys.push(...parseApiKeys(await readFile(config.apiKeysFile, 'utf8'), `GATEWAY_API_KEYS_FILE (${config.apiKeysFile})`));
+  if (config.apiKeys) keys.push(...parseApiKeys(config.apiKeys, 'GATEWAY_API_KEYS'));
+  return keys;
+}
+
+/** Builds the gateway from its configuration and starts serving. */
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayApp> {
+  const logger = deps.logger ?? silentLogger();
+  const discovery =
+    deps.discovery ??
+    createDiscovery({
+      consulAddress: config.consulAddress || undefined,
+      static: { [SERVICE_INFERENCE]: config.inferenceNodes, [SERVICE_REGISTRY]: [config.registryAddress] },
+      logger,
+    });
+  const registry = new RegistryEndpoint(discovery, config.registryAddress);
+  let cache: MetadataCache | undefined;
+  let bus: ChangeBus | undefined;
+  if (config.redisUrl) {
+    const redisCache = new RedisMetadataCache({ url: config.redisUrl, logger });
+    if (!(await redisCache.ready())) logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; resolving through the registry until it is');
+    cache = redisCache;
+    bus = createChangeBus({ redisUrl: config.redisUrl, logger });
+    bus.subscribe((event) => logger.debug({ event }, 'model change'));
+  }
+  const keys = config.auth === 'on' ? await loadKeys(config) : [];
+  const auth = new GatewayAuth(config.auth === 'on' ? new ApiKeyAuthenticator(keys) : undefined);
+  if (config.auth === 'off') logger.warn('API-key auth is OFF (GATEWAY_AUTH=off): every caller may predict and change models; use only on loopback');
+  else if (keys.length === 0) logger.warn('API-key auth is on but no keys are configured: every call will be refused with UNAUTHENTICATED');
+
+  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, logger });
+  const router = new PredictRouter(pool, new VersionResolver(() => registry.current, cache), {
+    homeNodes: config.homeNodes,
+    defaultTimeoutMs: config.defaultTimeoutMs,
+    logger,
+  });
+  const gatewayService = new GatewayService(router, pool, () => registry.current, auth);
+  const metricsRegistry = createMetricsRegistry('gateway');
+  const server = new GrpcServer({
+    host: config.host,
+    port: config.port,
+    maxReceiveMessageBytes: config.maxMessageBytes,
+    maxSendMessageBytes: config.maxMessageBytes,
+    interceptors: [new RpcMetrics(metricsRegistry).interceptor()],
+  });
+  server.addService('maas.v1.GatewayService', GatewayServiceService, gatewayService.handlers());
+  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth).handlers());
+  const kserveService = new KserveV2Service({
+    authorize: (call, scope) => void auth.authorize(call, scope),
+    predict: (request, call) => router.predict(request, contextOf(call)),
+    modelMetadata: (request, call) => gatewayService.modelMetadata(request, call),
+    ready: () => pool.all().length > 0,
+  });
+  server.addService('inference.GRPCInferenceService', kserve.GRPCInferenceServiceService, kserveService.handlers());
+  new ReflectionService(loadSync(protoFiles(), { includeDirs: [protoRoot] })).addToServer(server.server);
+  const port = await server.start();
+  let metrics: MetricsServer | undefined;
+  if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
+  const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
+  const id = `gateway-${advertised.host}-${advertised.port}`;
+  await deps.registrar?.register({ name: SERVICE_GATEWAY, id, address: advertised.host, port: advertised.port, check: {} });
+  return {
+    port,
+    address: `${config.host}:${port}`,
+    pool,
+    router,
+    metricsPort: metrics?.port,
+    async shutdown(graceMs = 10_000) {
+      server.setServing(false);
+      await deps.registrar?.shutdown();
+      await server.shutdown(graceMs);
+      await pool.shutdown();
+      registry.close();
+      await discovery.shutdown();
+      await metrics?.shutdown();
+      await bus?.shutdown();
+      await cache?.shutdown();
+    },
+  };
+}

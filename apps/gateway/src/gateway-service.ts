@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { Metadata, type Server, type ServerUnaryCall } from '@grpc/grpc-js';
+import {
+  GatewayServiceService,
+  type GatewayServiceServer,
+  type ModelMetadataRequest,
+  type ModelMetadataResponse,
+  type NodeInfo,
+  type PredictRequest,
+  type PredictResponse,
+} from '@maas/proto';
+import { callDeadlineMs, callSignal, callUnary, unary, type ServerSurfaceCall } from '@maas/rpc';
+import type { RegistryClient } from '@maas/registry-client';
+import type { GatewayAuth } from './gateway-auth';
+import type { NodePool } from './node-pool';
+import type { CallContext, PredictRouter } from './predict-router';
+
+/** The request id of a call (`x-request-id`), minted when the client sent none. */
+export function requestIdOf(call: ServerSurfaceCall): string {
+  const given = call.metadata.get('x-request-id')[0];
+  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
+/** The routing context of an incoming call: its deadline, cancellation and forwarded request id. */
+export function contextOf(call: ServerSurfaceCall): CallContext {
+  const metadata = new Metadata();
+  metadata.set('x-request-id', requestIdOf(call));
+  return { deadline: callDeadlineMs(call), signal: callSignal(call), metadata };
+}
+
+/** `maas.v1.GatewayService`: the public inference API. */
+export class GatewayService {
+  constructor(
+    private readonly router: PredictRouter,
+    private readonly pool: NodePool,
+    private readonly registry: () => RegistryClient,
+    private readonly auth: GatewayAuth,
+  ) {}
+
+  addToServer(server: Server): void {
+    server.addService(GatewayServiceService, this.handlers());
+  }
+
+  handlers(): GatewayServiceServer {
+    return {
+      predict: unary('Predict', (req: PredictRequest, call: ServerUnaryCall<PredictRequest, PredictResponse>) => this.predict(req, call)),
+      modelMetadata: unary('ModelMetadata', (req: ModelMetadataRequest, call) => this.modelMetadata(req, call)),
+      listModels: unary('ListModels', (req, call) => {
+        this.auth.authorize(call, 'predict');
+        return this.registry().listModels(req, { deadlineMs: callDeadlineMs(call) });
+      }),
+      listNodes: unary('ListNodes', async (_req, call) => {
+        this.auth.authorize(call, 'predict');
+        return { nodes: await this.listNodes() };
+      }),
+    };
+  }
+
+  predict(req: PredictRequest, call: ServerSurfaceCall): Promise<PredictResponse> {
+    this.auth.authorize(call, 'predict');
+    return this.router.predict(req, contextOf(call));
+  }
+
+  async modelMetadata(req: ModelMetadataRequest, call: ServerSurfaceCall): Promise<ModelMetadataResponse> {
+    this.auth.authorize(call, 'predict');
+    const v = await this.router.resolve(req, contextOf(call));
+    return { model: v.model, version: v.version, inputs: v.inputs, outputs: v.outputs, runtime: v.runtime, state: v.state, sha256: v.sha256 };
+  }
+
+  private async listNodes(): Promise<NodeInfo[]> {
+    return Promise.all(
+      this.pool.all().map(async (node): Promise<NodeInfo> => {
+        const base = { id: node.instance.id, address: node.instance.address, tags: node.instance.tags, meta: node.instance.meta, inFlight: node.inFlight };
+        try {
+          const loaded = await callUnary(node.client.listLoaded.bind(node.client), {}, { timeoutMs: 2000 });
+          return { ...base, loaded: loaded.models, error: '' };
+        } catch (err) {
+          return { ...base, loaded: [], error: (err as Error).message };
+        }
+      }),
+    );
+  }
+}

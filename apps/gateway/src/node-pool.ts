@@ -1,0 +1,85 @@
+import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
+import { InferenceServiceClient } from '@maas/proto';
+import { defaultClientOptions } from '@maas/rpc';
+import type { Logger } from 'pino';
+
+/** One inference node the gateway can route to. */
+export interface NodeHandle {
+  instance: ServiceInstance;
+  client: InstanceType<typeof InferenceServiceClient>;
+  /** Requests the gateway has in flight on it. */
+  inFlight: number;
+  /** Set after a connection failure: skipped for routing until then (epoch ms). */
+  ejectedUntil: number;
+}
+
+/**
+ * The live set of healthy inference nodes, kept from discovery: one channel
+ * per node, opened and closed as nodes come and go, with in-flight counts and
+ * short ejections after failures.
+ */
+export class NodePool {
+  private readonly nodes = new Map<string, NodeHandle>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    discovery: Discovery,
+    private readonly options: { credentials?: ChannelCredentials; maxMessageBytes?: number; ejectMs?: number; logger?: Logger } = {},
+  ) {
+    this.unsubscribe = discovery.watch(SERVICE_INFERENCE, (instances) => this.update(instances));
+  }
+
+  /** Healthy nodes by id, including ejected ones. */
+  all(): NodeHandle[] {
+    return [...this.nodes.values()];
+  }
+
+  get(id: string): NodeHandle | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** Marks a node as failing for a moment so routing tries others first. */
+  eject(id: string): void {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    node.ejectedUntil = Date.now() + (this.options.ejectMs ?? 2000);
+    this.options.logger?.warn({ node: id, address: node.instance.address }, 'node failed a call; ejected briefly');
+  }
+
+  isEjected(node: NodeHandle): boolean {
+    return node.ejectedUntil > Date.now();
+  }
+
+  async shutdown(): Promise<void> {
+    this.unsubscribe();
+    for (const node of this.nodes.values()) node.client.close();
+    this.nodes.clear();
+  }
+
+  private update(instances: ServiceInstance[]): void {
+    const seen = new Set<string>();
+    for (const instance of instances) {
+      seen.add(instance.id);
+      const existing = this.nodes.get(instance.id);
+      if (existing && existing.instance.address === instance.address) {
+        existing.instance = instance;
+        continue;
+      }
+      existing?.client.close();
+      const client = new InferenceServiceClient(
+        instance.address,
+        this.options.credentials ?? grpcCredentials.createInsecure(),
+        defaultClientOptions(this.options.maxMessageBytes),
+      );
+      this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0 });
+    }
+    for (const [id, node] of this.nodes) {
+      if (seen.has(id)) continue;
+      // Calls still running on it finish or fail on their own; new ones go elsewhere.
+      node.client.close();
+      this.nodes.delete(id);
+    }
+    this.options.logger?.info({ nodes: instances.map((i) => `${i.id}@${i.address}`) }, 'inference node set');
+  }
+}

@@ -1,0 +1,94 @@
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import type { ModelVersion, PredictRequest, PredictResponse } from '@maas/proto';
+import { callUnary, DeadlineExceededError, InvalidArgumentError, statusOf, UnavailableError, validateAlias, validateModelName } from '@maas/rpc';
+import type { Logger } from 'pino';
+import type { NodeHandle, NodePool } from './node-pool';
+import { rankNodes } from './rendezvous-router';
+import type { VersionResolver } from './version-resolver';
+
+/** Codes after which the same request may go to another node: the node could not take it. */
+const RETRYABLE = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.CANCELLED]);
+
+/** What the caller's call gives the router: deadline, cancellation and metadata to forward. */
+export interface CallContext {
+  /** Epoch ms; Infinity when the caller set none. */
+  deadline: number;
+  signal: AbortSignal;
+  /** Metadata forwarded to the node (request id). */
+  metadata?: Metadata;
+}
+
+/** Options of {@link PredictRouter}. */
+export interface PredictRouterOptions {
+  /** Home nodes per model version. @default 2 */
+  homeNodes?: number;
+  /** Deadline applied when the caller set none, in ms. @default 30000 */
+  defaultTimeoutMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * Routes a Predict: resolves the version, ranks the healthy nodes by
+ * rendezvous hashing of `model:version`, sends to the least busy of the first
+ * k (its homes), and on a node failure retries the next candidates within the
+ * caller's deadline. Deadline and cancellation travel to the node.
+ */
+export class PredictRouter {
+  private readonly k: number;
+
+  constructor(
+    private readonly pool: NodePool,
+    private readonly resolver: VersionResolver,
+    private readonly options: PredictRouterOptions = {},
+  ) {
+    this.k = Math.max(1, options.homeNodes ?? 2);
+  }
+
+  /** The version a request names: explicit, else alias, else `production`, else latest READY. */
+  resolve(request: { model: string; version: number; alias: string }, ctx: CallContext): Promise<ModelVersion> {
+    validateModelName(request.model);
+    if (request.version > 0 && request.alias) throw new InvalidArgumentError('give a version or an alias, not both');
+    if (request.alias) validateAlias(request.alias);
+    return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal });
+  }
+
+  /** Candidate nodes in the order they will be tried: least busy home first, then the rest by rank. */
+  candidates(model: string, version: number): NodeHandle[] {
+    const nodes = this.pool.all();
+    const ranked = rankNodes(`${model}:${version}`, nodes.map((n) => n.instance.id)).map((id) => this.pool.get(id)!);
+    const usable = ranked.filter((n) => !this.pool.isEjected(n));
+    const ordered = usable.length > 0 ? [...usable, ...ranked.filter((n) => this.pool.isEjected(n))] : ranked;
+    const homes = ordered.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
+    return [...homes, ...ordered.slice(this.k)];
+  }
+
+  async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
+    const deadline = Number.isFinite(ctx.deadline) ? ctx.deadline : Date.now() + (this.options.defaultTimeoutMs ?? 30_000);
+    const version = await this.resolve(request, { ...ctx, deadline });
+    const candidates = this.candidates(version.model, version.version);
+    if (candidates.length === 0) {
+      throw new UnavailableError(`no healthy inference node for ${version.model}:${version.version} (0 nodes in the healthy set)`);
+    }
+    const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '' };
+    let lastError: unknown;
+    for (const node of candidates) {
+      if (Date.now() >= deadline) break;
+      node.inFlight += 1;
+      try {
+        return await callUnary(node.client.predict.bind(node.client), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
+      } catch (err) {
+        lastError = err;
+        if (ctx.signal.aborted || !RETRYABLE.has(statusOf(err))) throw err;
+        if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
+        this.options.logger?.warn({ node: node.instance.id, model: version.model, version: version.version, err: (err as ServiceError).details }, 'node failed; trying the next one');
+      } finally {
+        node.inFlight -= 1;
+      }
+    }
+    if (Date.now() >= deadline) {
+      throw new DeadlineExceededError(`deadline passed while routing ${version.model}:${version.version} (tried ${candidates.length} node(s))`);
+    }
+    const why = (lastError as ServiceError | undefined)?.details ?? 'unknown';
+    throw new UnavailableError(`every healthy node failed for ${version.model}:${version.version} (${candidates.length} tried; last: ${why})`);
+  }
+}
