@@ -109,9 +109,25 @@ export class DynamicBatcher {
       group.requests.push(request);
       group.rows += request.rows;
       this.queued += 1;
+      // A caller that gives up leaves the queue at once, so it never runs and never holds a slot.
+      opts.signal?.addEventListener('abort', () => this.withdraw(key, request), { once: true });
       if (group.rows >= this.options.maxBatchSize) group.due = true;
       this.dispatch();
     });
+  }
+
+  private withdraw(key: string, request: Pending): void {
+    const group = this.groups.get(key);
+    const at = group?.requests.indexOf(request) ?? -1;
+    if (!group || at < 0) return;
+    group.requests.splice(at, 1);
+    group.rows -= request.rows;
+    this.queued -= 1;
+    if (group.requests.length === 0) {
+      clearTimeout(group.timer);
+      this.groups.delete(key);
+    }
+    request.reject(new CancelledError('request cancelled by the client before it ran'));
   }
 
   /** Stops taking requests; waiting ones are failed as CANCELLED, running ones finish. */
