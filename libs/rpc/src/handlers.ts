@@ -29,7 +29,8 @@ export function unary<Req, Res>(
   handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
 ): handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    handler(call.request, call).then(
+    // new Promise(...) also catches a handler that throws before returning its promise.
+    new Promise<Res>((resolve) => resolve(handler(call.request, call))).then(
       (response) => callback(null, response),
       (err: unknown) => callback(toServerError(err, method)),
     );
@@ -42,7 +43,7 @@ export function clientStreaming<Req, Res>(
   handler: (call: ServerReadableStream<Req, Res>) => Promise<Res>,
 ): handleClientStreamingCall<Req, Res> {
   return (call, callback) => {
-    handler(call).then(
+    new Promise<Res>((resolve) => resolve(handler(call))).then(
       (response) => callback(null, response),
       (err: unknown) => callback(toServerError(err, method)),
     );
@@ -58,7 +59,7 @@ export function serverStreaming<Req, Res>(
   handler: (request: Req, call: ServerWritableStream<Req, Res>) => Promise<void>,
 ): handleServerStreamingCall<Req, Res> {
   return (call) => {
-    handler(call.request, call).then(
+    new Promise<void>((resolve) => resolve(handler(call.request, call))).then(
       () => call.end(),
       (err: unknown) => {
         if (!call.cancelled) call.emit('error', toServerError(err, method));
