@@ -104,7 +104,7 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     expect(codes).toContain(status.RESOURCE_EXHAUSTED);
   });
 
-  it('fails no request while the model's home node is killed mid-stream', async () => {
+  it('fails no request while the home node of the model is killed mid-stream', async () => {
     const version = await stack.push('failover', mlpModel(), {}, ['production']);
     let stop = false;
     let ok = 0;
