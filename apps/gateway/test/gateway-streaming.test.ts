@@ -21,7 +21,8 @@ describe('gateway process with a registry and no inference node', () => {
   const dir = tempDir('maas-registry-');
 
   beforeAll(async () => {
-    registry = await startRegistry(loadRegistryConfig({}, { port: 0, dataDir: dir.path, maxUploadBytes: 256 * 1024 * 1024 }));
+    // Only the structural check at upload: this test is about the gateway's memory, not onnxruntime's.
+    registry = await startRegistry(loadRegistryConfig({}, { port: 0, dataDir: dir.path, maxUploadBytes: 256 * 1024 * 1024, verifyMaxBytes: 1024 * 1024 }));
     const deadNode = `127.0.0.1:${await freePort()}`;
     gateway = await startChild({
       entry: 'apps/gateway/src/main.ts',
@@ -41,9 +42,9 @@ describe('gateway process with a registry and no inference node', () => {
     expect(gateway.lines.some((l) => l.json?.level === 40 && /auth is OFF/.test(String(l.json?.msg)))).toBe(true);
   });
 
-  it('streams a 64 MiB upload through without holding it (RSS grows far less than the model)', async () => {
-    const bytes = paddedModel(64 * 1024 * 1024);
-    const client = new RegistryClient(address, { uploadChunkBytes: 1024 * 1024 });
+  it('streams a 96 MiB upload through without holding it (RSS grows far less than the model)', async () => {
+    const bytes = paddedModel(96 * 1024 * 1024);
+    const client = new RegistryClient(address);
     await client.createModel('big');
     const before = memoryOf(gateway.pid);
     const version = await client.upload({ model: 'big', description: '', sha256: '', sizeBytes: bytes.length, runtime: undefined, aliases: [] }, [bytes]);
@@ -51,7 +52,8 @@ describe('gateway process with a registry and no inference node', () => {
     client.close();
     expect(version.sizeBytes).toBe(bytes.length);
     // Peak growth during the upload stays well under the artifact size.
-    expect(after.hwm - before.hwm).toBeLessThan(32 * 1024 * 1024);
+    console.log(`gateway peak RSS growth: ${((after.hwm - before.hwm) / 1048576).toFixed(1)} MiB`);
+    expect(after.hwm - before.hwm).toBeLessThan(48 * 1024 * 1024);
   });
 
   it('answers UNAVAILABLE naming the model when no node can take the request', async () => {
