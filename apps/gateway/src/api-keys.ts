@@ -32,7 +32,7 @@ export function parseApiKeys(text: string, source: string): ApiKeyEntry[] {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${source} is not JSON: ${(err as Error).message}; expected [{"id","sha256","scopes":["predict"|"admin"]}]`);
+    throw new Error(`${source} is not JSON: ${(err as Error).message}; expected [{"id","sha256","scopes":["predict"|"admin"]}]`, { cause: err });
   }
   if (!Array.isArray(raw)) throw new Error(`${source} must be a JSON array of key entries`);
   return raw.map((entry: Partial<ApiKeyEntry>, i) => {
