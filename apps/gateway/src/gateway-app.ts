@@ -7,7 +7,7 @@ import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, prot
 import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { GrpcServer } from '@maas/rpc';
-import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from './api-keys';
+import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
 import { GatewayAuth } from './gateway-auth';
 import { contextOf, GatewayService } from './gateway-service';

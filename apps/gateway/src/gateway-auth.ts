@@ -1,5 +1,5 @@
 import type { ServerSurfaceCall } from '@maas/rpc';
-import type { ApiKeyAuthenticator, Scope } from './api-keys';
+import type { ApiKeyAuthenticator, Scope } from '@maas/auth';
 
 /** Checks a call's credentials for a scope; a no-op when auth is off. */
 export class GatewayAuth {

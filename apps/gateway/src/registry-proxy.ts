@@ -10,7 +10,7 @@ import {
 } from '@maas/proto';
 import { callDeadlineMs, callSignal, callUnary, clientStreaming, grpcCallOptions, serverStreaming, unary, type UnaryMethod } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
-import type { Scope } from './api-keys';
+import type { Scope } from '@maas/auth';
 import type { GatewayAuth } from './gateway-auth';
 
 /**

@@ -6,7 +6,7 @@ import { defaultClientOptions } from '@maas/rpc';
 import { startChild, startConsulDouble, startRedis, tempDir, waitFor, type ConsulDouble, type TestChild, type TestRedis } from '@maas/testing';
 import { loadRegistryConfig } from '../../registry/src/config';
 import { startRegistry, type RegistryApp } from '../../registry/src/registry-app';
-import { generateApiKey, hashApiKey } from '../src/api-keys';
+import { generateApiKey, hashApiKey } from '@maas/auth';
 import { loadGatewayConfig, type GatewayConfig } from '../src/config';
 import { startGateway, type GatewayApp } from '../src/gateway-app';
 

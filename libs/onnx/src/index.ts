@@ -1,2 +1,3 @@
 export * from './onnx-signature';
 export * from './onnx-verify';
+export * from './onnx-models';

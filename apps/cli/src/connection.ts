@@ -1,0 +1,40 @@
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { GatewayServiceClient } from '@maas/proto';
+import { RegistryClient } from '@maas/registry-client';
+import { defaultClientOptions } from '@maas/rpc';
+
+/** Global options every command gets. */
+export interface GlobalOptions {
+  gateway: string;
+  apiKey?: string;
+  json?: boolean;
+  timeout: number;
+}
+
+/** Clients for the gateway's public API, carrying the API key. */
+export class Connection {
+  readonly gateway: InstanceType<typeof GatewayServiceClient>;
+  readonly registry: RegistryClient;
+
+  constructor(readonly options: GlobalOptions) {
+    this.gateway = new GatewayServiceClient(options.gateway, credentials.createInsecure(), defaultClientOptions());
+    this.registry = new RegistryClient(options.gateway, { metadata: () => this.metadata() });
+  }
+
+  /** Metadata of every call: the bearer key when given. */
+  metadata(): Metadata {
+    const md = new Metadata();
+    if (this.options.apiKey) md.set('authorization', `Bearer ${this.options.apiKey}`);
+    return md;
+  }
+
+  /** Per-call options: deadline and metadata. */
+  call(): { timeoutMs: number; metadata: Metadata } {
+    return { timeoutMs: this.options.timeout, metadata: this.metadata() };
+  }
+
+  close(): void {
+    this.gateway.close();
+    this.registry.close();
+  }
+}

@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { isPortOpen, mlpModel, REPO_ROOT, startChild, tempDir, waitFor, type TestChild } from '@maas/testing';
+
+const exec = promisify(execFile);
+
+/** Runs the `maas` CLI as its own process. */
+async function maas(gateway: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [join(REPO_ROOT, 'apps/cli/bin/maas.cjs'), '--gateway', gateway, ...args], { cwd: REPO_ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('npm start (maas dev) with the CLI against it', () => {
+  const dir = tempDir('maas-dev-');
+  let stack: TestChild;
+  let gateway: string;
+  const ports: number[] = [];
+
+  beforeAll(async () => {
+    // What `npm start` runs, on free ports so it cannot clash with anything on this machine.
+    stack = await startChild({
+      entry: 'apps/cli/src/main.ts',
+      args: ['dev', '--free-ports', '--data-dir', join(dir.path, 'data')],
+      env: { CONSUL_HTTP_ADDR: '', REDIS_URL: '', GATEWAY_AUTH: '' },
+      readyWhen: (line) => line.text.includes('Ctrl-C stops everything'),
+      readyTimeoutMs: 60_000,
+      name: 'maas dev',
+    });
+    gateway = /Gateway: (\S+)/.exec(stack.lines.map((l) => l.text).join('\n'))![1];
+    for (const line of stack.lines) {
+      const m = /\] listening .*port=(\d+)/.exec(line.text);
+      if (m) ports.push(Number(m[1]));
+    }
+  }, 90_000);
+
+  afterAll(async () => {
+    if (stack.process.exitCode === null) await stack.stop('SIGKILL');
+    dir.remove();
+  });
+
+  it('prints the gateway address and a ready-to-paste predict command for the demo model', () => {
+    const text = stack.lines.map((l) => l.text).join('\n');
+    expect(text).toContain(`npx maas --gateway ${gateway} predict demo --input 'input=[[1,2,3,4]]'`);
+    expect(text).toMatch(/auth OFF/);
+    expect(ports).toHaveLength(4);
+  });
+
+  it('runs push, alias set, predict and nodes as separate processes', async () => {
+    const demo = await maas(gateway, 'predict', 'demo', '--input', 'input=[[1,2,3,4]]');
+    expect(demo.code).toBe(0);
+    expect(JSON.parse(demo.stdout)).toMatchObject({ model: 'demo', version: 1, outputs: { output: { dtype: 'float32', shape: [1, 3] } } });
+
+    const file = join(dir.path, 'mine.onnx');
+    writeFileSync(file, mlpModel({ seed: 77 }));
+    const push = await maas(gateway, 'push', 'mine', file);
+    expect(push).toMatchObject({ code: 0, stdout: expect.stringMatching(/^pushed mine:1 {2}sha256=[0-9a-f]{64}/) });
+    expect(await maas(gateway, 'alias', 'set', 'mine', 'production', '1')).toMatchObject({ code: 0 });
+    const answer = await maas(gateway, 'predict', 'mine@production', '--input', 'input=[[0.5,0.5,0.5,0.5],[1,1,1,1]]');
+    expect(JSON.parse(answer.stdout).outputs.output.shape).toEqual([2, 3]);
+
+    const nodes = await maas(gateway, '--json', 'nodes');
+    const list = JSON.parse(nodes.stdout) as Array<{ loaded: Array<{ model: string }> }>;
+    expect(list).toHaveLength(2);
+    expect(list.flatMap((n) => n.loaded.map((m) => m.model)).sort()).toEqual(['demo', 'mine']);
+
+    const missing = await maas(gateway, 'predict', 'ghost', '--input', 'input=[[1,2,3,4]]');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr.trim()).toBe('error: NOT_FOUND: model "ghost" does not exist');
+    const bad = await maas(gateway, 'predict', 'demo', '--input', 'input=[[1,2,3]]');
+    expect(bad.stderr.trim()).toMatch(/^error: INVALID_ARGUMENT: input "input": dimension 1 must be 4/);
+  });
+
+  it('stops every process with exit 0 on Ctrl-C and leaves no port open', async () => {
+    stack.process.kill('SIGINT');
+    expect(await stack.exited).toBe(0);
+    expect(stack.lines.some((l) => l.text === 'stopped cleanly')).toBe(true);
+    for (const port of ports) await waitFor(async () => !(await isPortOpen(port)), { description: `port ${port} to close` });
+  });
+});
