@@ -77,6 +77,19 @@ describe('npm start (maas dev) with the CLI against it', () => {
     expect(bad.stderr.trim()).toMatch(/^error: INVALID_ARGUMENT: input "input": dimension 1 must be 4/);
   });
 
+  it('answers health, models list/show, archive and keys create', async () => {
+    expect((await maas(gateway, 'health')).stdout).toContain('SERVING');
+    expect((await maas(gateway, 'models', 'list')).stdout).toMatch(/^demo {2}latest=1 {2}aliases=production→1/m);
+    const file = join(dir.path, 'two.onnx');
+    writeFileSync(file, mlpModel({ seed: 78 }));
+    expect((await maas(gateway, 'push', 'mine', file)).code).toBe(0);
+    expect(await maas(gateway, 'archive', 'mine', '2')).toMatchObject({ code: 0, stdout: 'archived mine:2\n' });
+    expect((await maas(gateway, 'models', 'show', 'mine')).stdout).toMatch(/v2 {2}ARCHIVED/);
+    const keys = await maas(gateway, 'keys', 'create', '--id', 'ops', '--scope', 'admin');
+    expect(keys.stdout).toMatch(/^maas_[\w-]{43}$/m);
+    expect(keys.stdout).toMatch(/"id":"ops","sha256":"[0-9a-f]{64}","scopes":\["admin"\]/);
+  });
+
   it('stops every process with exit 0 on Ctrl-C and leaves no port open', async () => {
     stack.process.kill('SIGINT');
     expect(await stack.exited).toBe(0);

@@ -3,7 +3,9 @@ import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
 
 /** Everything an inference node reads from its environment. */
 export const inferenceConfigSchema = {
-  ...commonConfig,
+  logLevel: commonConfig.logLevel,
+  consulAddress: commonConfig.consulAddress,
+  metricsPort: commonConfig.metricsPort,
   host: { env: 'INFERENCE_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the node gRPC server binds.' },
   port: { env: 'INFERENCE_PORT', default: 50061, parse: parse.port, doc: 'Node gRPC port; 0 picks a free one.' },
   nodeId: { env: 'INFERENCE_NODE_ID', default: '', parse: parse.text, doc: 'Unique node id (Consul service ID); unset: <hostname>-<port>.' },
