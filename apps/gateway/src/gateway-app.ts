@@ -4,7 +4,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
 import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
-import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { GrpcServer } from '@maas/rpc';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
@@ -106,7 +106,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     port: config.port,
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
-    interceptors: [new RpcMetrics(metricsRegistry).interceptor()],
+    interceptors: [rpcLoggingInterceptor(logger), new RpcMetrics(metricsRegistry).interceptor()],
   });
   server.addService('maas.v1.GatewayService', GatewayServiceService, gatewayService.handlers());
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth).handlers());

@@ -46,6 +46,18 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     expect(answer.outputs[0].shape).toEqual([1, 3]);
   });
 
+  it('carries the request id from the caller through the gateway into the node log', async () => {
+    await stack.push('traced', mlpModel(), {}, ['production']);
+    const metadata = withKey(stack.keys.predict);
+    metadata.set('x-request-id', 'trace-4711');
+    const { gateway } = stack.client();
+    await callUnary(gateway.predict.bind(gateway), { model: 'traced', version: 0, alias: '', inputs: [input()], outputNames: [] }, { metadata });
+    const logged = await Promise.race(
+      stack.nodes.map((n) => n.child.waitForLine((l) => l.json?.requestId === 'trace-4711' && l.json?.method === 'Predict', 5000)),
+    );
+    expect(logged.json).toMatchObject({ model: 'traced', code: 'OK', msg: 'rpc' });
+  });
+
   it('sees an alias flip on the very next request', async () => {
     const v1 = await stack.push('flip', mlpModel({ seed: 1 }), {}, ['production']);
     const v2 = await stack.push('flip', mlpModel({ seed: 2 }));

@@ -52,7 +52,7 @@ async function startNode(id: string, registryAddress: string, consulAddress: str
       INFERENCE_CACHE_DIR: cacheDir,
       REGISTRY_ADDRESS: registryAddress,
       CONSUL_HTTP_ADDR: consulAddress,
-      LOG_LEVEL: 'info',
+      LOG_LEVEL: 'debug',
     },
     readyWhen: (line) => line.json?.msg === 'listening',
     name: id,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
 import { InferenceServiceService } from '@maas/proto';
-import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { GrpcServer } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
@@ -52,7 +52,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     port: config.port,
     maxReceiveMessageBytes: 64 * 1024 * 1024,
     maxSendMessageBytes: 64 * 1024 * 1024,
-    interceptors: [rpcMetrics.interceptor()],
+    interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
   });
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId);

@@ -1,5 +1,5 @@
 import { createChangeBus, createMetadataCache, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
-import { createMetricsRegistry, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer } from '@maas/rpc';
 import type { RegistryConfig } from './config';
@@ -49,7 +49,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
     port: config.port,
     // Upload chunks are small; this bounds one message, not the artifact.
     maxReceiveMessageBytes: 8 * 1024 * 1024,
-    interceptors: [rpcMetrics.interceptor()],
+    interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
   });
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryService(registry).handlers());
   const port = await server.start();

@@ -2,3 +2,4 @@ export * from './logger';
 export * from './metrics-registry';
 export * from './metrics-server';
 export * from './rpc-metrics';
+export * from './rpc-logging';
