@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
+import { Gauge } from 'prom-client';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
-import { createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
+import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
 import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
-import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { GrpcServer } from '@maas/rpc';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
@@ -101,6 +102,30 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   const gatewayService = new GatewayService(router, pool, () => registry.current, auth);
   const metricsRegistry = createMetricsRegistry('gateway');
+  if (cache) {
+    const stats = cache.stats;
+    totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Version resolutions answered by the Redis cache', () => stats.hits);
+    totalCounter(metricsRegistry, 'maas_cache_misses_total', 'Version resolutions that asked the registry', () => stats.misses);
+  }
+  new Gauge({
+    name: 'maas_discovery_instances',
+    help: 'Healthy instances the gateway knows, by service',
+    labelNames: ['service'],
+    registers: [metricsRegistry],
+    collect() {
+      for (const service of [SERVICE_INFERENCE, SERVICE_REGISTRY]) this.set({ service }, discovery.instances(service).length);
+    },
+  });
+  new Gauge({
+    name: 'maas_discovery_watch_failures',
+    help: 'Consecutive failed Consul queries of the watch, by service (0 = healthy watch)',
+    labelNames: ['service'],
+    registers: [metricsRegistry],
+    collect() {
+      if (!(discovery instanceof ConsulDiscovery)) return;
+      for (const service of [SERVICE_INFERENCE, SERVICE_REGISTRY]) this.set({ service }, discovery.watchState(service).consecutiveFailures);
+    },
+  });
   const server = new GrpcServer({
     host: config.host,
     port: config.port,

@@ -1,5 +1,5 @@
 import { createChangeBus, createMetadataCache, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
-import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer } from '@maas/rpc';
 import type { RegistryConfig } from './config';
@@ -44,6 +44,10 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   });
   const metricsRegistry = createMetricsRegistry('registry');
   const rpcMetrics = new RpcMetrics(metricsRegistry);
+  totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Metadata cache hits', () => cache.stats.hits);
+  totalCounter(metricsRegistry, 'maas_cache_misses_total', 'Metadata cache misses (read from the store)', () => cache.stats.misses);
+  totalCounter(metricsRegistry, 'maas_cache_errors_total', 'Metadata cache operations that failed (Redis unreachable)', () => cache.stats.errors);
+  totalCounter(metricsRegistry, 'maas_registry_upload_bytes_total', 'Artifact bytes stored by successful uploads', () => registry.uploadedBytes);
   const server = new GrpcServer({
     host: config.host,
     port: config.port,

@@ -39,6 +39,8 @@ export class Registry {
   private readonly maxUploadBytes: number;
   private readonly verifyMaxBytes: number;
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Artifact bytes stored by successful uploads since start. */
+  uploadedBytes = 0;
 
   constructor(
     private readonly store: ModelStore,
@@ -155,6 +157,7 @@ export class Registry {
         }
         return committed;
       });
+      this.uploadedBytes += written.sizeBytes;
       for (const alias of aliases) {
         await this.bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: name, version: version.version, alias, time: new Date() });
       }

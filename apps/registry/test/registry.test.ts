@@ -39,7 +39,7 @@ describe('registry over gRPC with a real Redis', () => {
 
   beforeEach(async () => {
     redis = await startRedis();
-    f = await startRegistryFixture({ redisUrl: redis.url });
+    f = await startRegistryFixture({ redisUrl: redis.url, metricsPort: 0 });
   });
   afterEach(async () => {
     await f.stop();
@@ -91,6 +91,10 @@ describe('registry over gRPC with a real Redis', () => {
     expect(f.app.cache.stats.hits).toBeGreaterThan(0);
     await f.client.setAlias('m', 'production', 2);
     expect((await other.resolve('m')).version).toBe(2);
+    const metrics = await (await fetch(`http://127.0.0.1:${f.app.metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^maas_cache_hits_total\{service="registry"\} [1-9]/m);
+    expect(metrics).toMatch(/^maas_registry_upload_bytes_total\{service="registry"\} [1-9]/m);
+    expect(metrics).toMatch(/^maas_rpc_requests_total\{method="Resolve",model="m",version="",code="OK",service="registry"\} 3/m);
   });
 
   it('keeps answering reads when Redis is killed mid-test', async () => {

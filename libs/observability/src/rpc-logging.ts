@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { grpcCodeName } from './rpc-metrics';
+import { grpcCodeName, modelOf } from './rpc-metrics';
 
 /** The metadata key that carries a request id from the gateway to the nodes. */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -31,9 +31,7 @@ export function rpcLoggingInterceptor(logger: Logger): ServerInterceptor {
             nextMetadata(metadata);
           },
           onReceiveMessage: (message: unknown, nextMessage) => {
-            if (model === undefined && message && typeof message === 'object' && typeof (message as { model?: unknown }).model === 'string') {
-              model = (message as { model: string }).model;
-            }
+            if (model === undefined) model = modelOf(message).model || undefined;
             nextMessage(message);
           },
         }),

@@ -16,6 +16,23 @@ export function grpcCodeName(code: number): string {
 }
 
 /**
+ * The model a request message is about: its `model` field, a model call's
+ * `name`, the model part of a `reference` (`m:3`, `m@prod`), or an upload's
+ * metadata. Empty when the message names none.
+ */
+export function modelOf(message: unknown): { model: string; version: string } {
+  if (!message || typeof message !== 'object') return { model: '', version: '' };
+  const m = message as { model?: unknown; name?: unknown; reference?: unknown; version?: unknown; modelName?: unknown; payload?: { $case?: string; value?: unknown } };
+  const version = typeof m.version === 'number' && m.version > 0 ? String(m.version) : '';
+  if (typeof m.model === 'string') return { model: m.model, version };
+  if (typeof m.modelName === 'string') return { model: m.modelName, version: '' };
+  if (typeof m.reference === 'string') return { model: m.reference.split(/[:@]/)[0], version: '' };
+  if (m.payload?.$case === 'metadata') return modelOf(m.payload.value);
+  if (typeof m.name === 'string') return { model: m.name, version: '' };
+  return { model: '', version: '' };
+}
+
+/**
  * Per-RPC request counters and latency histograms, labelled by method,
  * model, version and gRPC status code.
  */
@@ -61,11 +78,7 @@ export class RpcMetrics {
         start: (next) =>
           next({
             onReceiveMessage: (message: unknown, nextMessage) => {
-              if (!model && message && typeof message === 'object') {
-                const fields = message as { model?: unknown; version?: unknown; name?: unknown };
-                if (typeof fields.model === 'string') model = fields.model;
-                if (typeof fields.version === 'number' && fields.version > 0) version = String(fields.version);
-              }
+              if (!model) ({ model, version } = modelOf(message));
               nextMessage(message);
             },
           }),
