@@ -14,9 +14,15 @@ export const registryConfigSchema = {
   },
   verifyMaxBytes: {
     env: 'REGISTRY_VERIFY_MAX_BYTES',
-    default: 512 * 1024 ** 2,
+    default: 256 * 1024 ** 2,
     parse: parse.byteSize,
-    doc: 'Artifacts up to this size are also loaded once by onnxruntime at upload; bigger ones are checked structurally.',
+    doc: 'Artifacts up to this size are also loaded once by onnxruntime at upload (memory ≈ their size for a moment); bigger ones are checked structurally.',
+  },
+  cacheTtlSeconds: {
+    env: 'REGISTRY_CACHE_TTL_SECONDS',
+    default: 300,
+    parse: parse.integer({ min: 0, max: 86_400 }),
+    doc: 'Lifetime of cached metadata; bounds staleness should an invalidation ever be lost. 0 turns caching off.',
   },
   advertiseAddress: {
     env: 'REGISTRY_ADVERTISE_ADDRESS',

@@ -32,7 +32,7 @@ export interface RegistryApp {
 export async function startRegistry(config: RegistryConfig, deps: RegistryDeps = {}): Promise<RegistryApp> {
   const logger = deps.logger ?? silentLogger();
   const store = await FsModelStore.open(config.dataDir);
-  const cache = deps.cache ?? createMetadataCache({ redisUrl: config.redisUrl || undefined, logger });
+  const cache = deps.cache ?? createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger });
   const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
   if (cache instanceof RedisMetadataCache && !(await cache.ready())) {
     logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; serving from the store until it is');

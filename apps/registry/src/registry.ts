@@ -22,7 +22,7 @@ import { resolveRuntime, validateAliases, validateDescription, validateSha256, v
 export interface RegistryOptions {
   /** Largest artifact accepted, in bytes. @default 2 GiB */
   maxUploadBytes?: number;
-  /** Artifacts up to this size are also loaded once by onnxruntime at upload. @default 512 MiB */
+  /** Artifacts up to this size are also loaded once by onnxruntime at upload (costs about their size in memory). @default 256 MiB */
   verifyWithOnnxruntimeMaxBytes?: number;
   logger?: Logger;
 }
@@ -49,7 +49,7 @@ export class Registry {
     options: RegistryOptions = {},
   ) {
     this.maxUploadBytes = options.maxUploadBytes ?? 2 * 1024 ** 3;
-    this.verifyMaxBytes = options.verifyWithOnnxruntimeMaxBytes ?? 512 * 1024 ** 2;
+    this.verifyMaxBytes = options.verifyWithOnnxruntimeMaxBytes ?? 256 * 1024 ** 2;
   }
 
   async createModel(name: string, description: string, tags: string[]): Promise<Model> {

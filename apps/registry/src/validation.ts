@@ -32,7 +32,7 @@ export function validateAliases(aliases: string[]): string[] {
 /** Registry defaults for a version's runtime config. */
 export const DEFAULT_RUNTIME: RuntimeConfig = {
   maxBatchSize: 32,
-  maxQueueDelayMicros: 2000,
+  maxQueueDelayMicros: 0,
   instanceCount: 1,
   maxQueueSize: 1024,
 };

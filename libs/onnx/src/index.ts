@@ -1,3 +1,4 @@
 export * from './onnx-signature';
 export * from './onnx-verify';
 export * from './onnx-models';
+export * from './onnx-model-file';

@@ -4,6 +4,7 @@ import { DataType } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
 import { identityModel, mlpModel, paddedModel, tempDir, twoInputModel } from '@maas/testing';
 import { readOnnxSignature } from './onnx-signature';
+import { writePaddedModelFile } from './onnx-model-file';
 import { verifyWithOnnxruntime } from './onnx-verify';
 
 describe('readOnnxSignature', () => {
@@ -61,5 +62,18 @@ describe('verifyWithOnnxruntime', () => {
     const bytes = mlpModel();
     writeFileSync(bad, bytes.subarray(0, bytes.length - 7));
     await expect(verifyWithOnnxruntime(bad)).rejects.toThrow(/onnxruntime cannot load the model/);
+  });
+});
+
+describe('writePaddedModelFile', () => {
+  it('writes a streamed, padded model that both the scanner and onnxruntime accept', async () => {
+
+    const dir = tempDir();
+    const path = join(dir.path, 'big.onnx');
+    const size = await writePaddedModelFile(path, 3 * 1024 * 1024);
+    expect(size).toBeGreaterThan(3 * 1024 * 1024);
+    expect((await readOnnxSignature(path)).inputs[0].name).toBe('input');
+    await expect(verifyWithOnnxruntime(path)).resolves.toBeUndefined();
+    dir.remove();
   });
 });

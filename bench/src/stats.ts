@@ -1,0 +1,71 @@
+/** Latency summary of one load run, in milliseconds. */
+export interface RunResult {
+  count: number;
+  errors: Record<string, number>;
+  /** Completed requests per second. */
+  throughput: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  /** Peak RSS of the load-generating process, bytes. */
+  maxRss?: number;
+}
+
+/** The q-quantile (0..1) of sorted samples, nearest-rank. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[rank];
+}
+
+/** Summarises per-request latencies (ms) measured over `seconds`. */
+export function summarise(latencies: number[], seconds: number, errors: Record<string, number> = {}): RunResult {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  return {
+    count: sorted.length,
+    errors,
+    throughput: sorted.length / seconds,
+    p50: quantile(sorted, 0.5),
+    p90: quantile(sorted, 0.9),
+    p99: quantile(sorted, 0.99),
+  };
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Field-wise medians over repeated runs. */
+export function medianRun(runs: RunResult[]): RunResult {
+  const errors: Record<string, number> = {};
+  for (const run of runs) for (const [code, n] of Object.entries(run.errors)) errors[code] = (errors[code] ?? 0) + n;
+  return {
+    count: median(runs.map((r) => r.count)),
+    errors,
+    throughput: median(runs.map((r) => r.throughput)),
+    p50: median(runs.map((r) => r.p50)),
+    p90: median(runs.map((r) => r.p90)),
+    p99: median(runs.map((r) => r.p99)),
+    maxRss: median(runs.map((r) => r.maxRss ?? NaN)),
+  };
+}
+
+/** A performance target and whether the run met it. */
+export interface TargetResult {
+  id: string;
+  description: string;
+  measured: number;
+  /** `measured` must be ≥ (or ≤) this. */
+  bound: number;
+  direction: '>=' | '<=';
+  met: boolean | 'not evaluated';
+  note?: string;
+}
+
+export function target(id: string, description: string, measured: number, direction: '>=' | '<=', bound: number, note?: string): TargetResult {
+  const met = Number.isFinite(measured) ? (direction === '>=' ? measured >= bound : measured <= bound) : 'not evaluated';
+  return { id, description, measured, bound, direction, met, note };
+}
