@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Gauge } from 'prom-client';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { createChangeBus, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
 import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
@@ -83,11 +83,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   let cache: MetadataCache | undefined;
   let bus: ChangeBus | undefined;
   if (config.redisUrl) {
-    const redisCache = new RedisMetadataCache({ url: config.redisUrl, logger });
-    if (!(await redisCache.ready())) logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; resolving through the registry until it is');
-    cache = redisCache;
     bus = createChangeBus({ redisUrl: config.redisUrl, logger });
     bus.subscribe((event) => logger.debug({ event }, 'model change'));
+    cache = createMetadataCache({ redisUrl: config.redisUrl, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });
+    if (!(await redisLayerOf(cache)!.ready())) logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; resolving through the registry until it is');
   }
   const keys = config.auth === 'on' ? await loadKeys(config) : [];
   const auth = new GatewayAuth(config.auth === 'on' ? new ApiKeyAuthenticator(keys) : undefined);
@@ -106,6 +105,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     const stats = cache.stats;
     totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Version resolutions answered by the Redis cache', () => stats.hits);
     totalCounter(metricsRegistry, 'maas_cache_misses_total', 'Version resolutions that asked the registry', () => stats.misses);
+    if (cache instanceof NearMetadataCache) {
+      const near = cache;
+      totalCounter(metricsRegistry, 'maas_cache_near_hits_total', 'Version resolutions answered from process memory (included in the hits)', () => near.stats.nearHits);
+    }
   }
   new Gauge({
     name: 'maas_discovery_instances',
@@ -134,7 +137,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     interceptors: [rpcLoggingInterceptor(logger), new RpcMetrics(metricsRegistry).interceptor()],
   });
   server.addService('maas.v1.GatewayService', GatewayServiceService, gatewayService.handlers());
-  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth).handlers());
+  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined)).handlers());
   const kserveService = new KserveV2Service({
     authorize: (call, scope) => void auth.authorize(call, scope),
     predict: (request, call) => router.predict(request, contextOf(call)),

@@ -13,6 +13,12 @@ import type { RegistryClient } from '@maas/registry-client';
 import type { Scope } from '@maas/auth';
 import type { GatewayAuth } from './gateway-auth';
 
+/** The model a registry write names (`name` on model calls, `model` on version and alias calls). */
+function modelOfRequest(req: unknown): string {
+  const r = req as { model?: string; name?: string };
+  return r.model ?? r.name ?? '';
+}
+
 /**
  * `maas.v1.RegistryService` on the gateway, forwarded to the registry after an
  * API-key check: reads need `predict`, writes need `admin`. Uploads and
@@ -22,6 +28,8 @@ export class RegistryProxy {
   constructor(
     private readonly registry: () => RegistryClient,
     private readonly auth: GatewayAuth,
+    /** Told about every write that went through, so this gateway sees its own writes at once. */
+    private readonly onWrite: (model: string) => void = () => undefined,
   ) {}
 
   addToServer(server: Server): void {
@@ -30,10 +38,12 @@ export class RegistryProxy {
 
   handlers(): RegistryServiceServer {
     const relay = <Req, Res>(method: string, scope: Scope, pick: (raw: RegistryClient['raw']) => UnaryMethod<Req, Res>) =>
-      unary<Req, Res>(method, (req, call) => {
+      unary<Req, Res>(method, async (req, call) => {
         this.auth.authorize(call, scope);
         const raw = this.registry().raw;
-        return callUnary(pick(raw).bind(raw), req, { deadlineMs: callDeadlineMs(call), signal: callSignal(call) });
+        const answer = await callUnary(pick(raw).bind(raw), req, { deadlineMs: callDeadlineMs(call), signal: callSignal(call) });
+        if (scope === 'admin') this.onWrite(modelOfRequest(req));
+        return answer;
       });
     return {
       createModel: relay('CreateModel', 'admin', (r) => r.createModel),
@@ -57,9 +67,11 @@ export class RegistryProxy {
     const signal = callSignal(call);
     return new Promise<ModelVersion>((resolve, reject) => {
       const raw = this.registry().raw;
-      const upstream: ClientWritableStream<UploadVersionRequest> = raw.uploadVersion(grpcCallOptions({ deadlineMs: callDeadlineMs(call) }), (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
+      const upstream: ClientWritableStream<UploadVersionRequest> = raw.uploadVersion(grpcCallOptions({ deadlineMs: callDeadlineMs(call) }), (err, res) => {
+        if (err) return reject(err);
+        this.onWrite(res.model);
+        resolve(res);
+      });
       signal.addEventListener('abort', () => upstream.cancel(), { once: true });
       (async () => {
         for await (const message of call as AsyncIterable<UploadVersionRequest>) {

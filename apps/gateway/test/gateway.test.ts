@@ -1,6 +1,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { DataType, type PredictResponse, type Tensor } from '@maas/proto';
 import { callUnary, type CallOpts } from '@maas/rpc';
+import { RegistryClient } from '@maas/registry-client';
 import { mlpModel, waitFor } from '@maas/testing';
 import { homeNodes } from '../src/rendezvous-router';
 import { startStack, withKey, type Stack } from './stack-fixture';
@@ -65,6 +66,21 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     expect((await predict('flip')).version).toBe(v1); // cached now
     await stack.client(stack.keys.admin).registry.setAlias('flip', 'production', v2);
     expect((await predict('flip')).version).toBe(v2);
+  });
+
+  it('drops its in-memory resolution when a write made straight at the registry is announced', async () => {
+    const v1 = await stack.push('flip-direct', mlpModel({ seed: 1 }), {}, ['production']);
+    const v2 = await stack.push('flip-direct', mlpModel({ seed: 2 }));
+    expect((await predict('flip-direct')).version).toBe(v1);
+    expect((await predict('flip-direct')).version).toBe(v1); // now held in the gateway's memory
+    const direct = new RegistryClient(stack.registry.address);
+    try {
+      await direct.setAlias('flip-direct', 'production', v2);
+    } finally {
+      direct.close();
+    }
+    // The memory entry lives 10 s; only the change event can make this pass within 2 s.
+    await waitFor(async () => (await predict('flip-direct')).version === v2, { timeoutMs: 2000, description: 'gateway resolves the new alias target' });
   });
 
   it('loads each model version on its rendezvous home node', async () => {

@@ -1,4 +1,4 @@
-import { createChangeBus, createMetadataCache, RedisMetadataCache, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer } from '@maas/rpc';
@@ -32,9 +32,12 @@ export interface RegistryApp {
 export async function startRegistry(config: RegistryConfig, deps: RegistryDeps = {}): Promise<RegistryApp> {
   const logger = deps.logger ?? silentLogger();
   const store = await FsModelStore.open(config.dataDir);
-  const cache = deps.cache ?? createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger });
   const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
-  if (cache instanceof RedisMetadataCache && !(await cache.ready())) {
+  const cache =
+    deps.cache ??
+    createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });
+  const redisCache = redisLayerOf(cache);
+  if (redisCache && !(await redisCache.ready())) {
     logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; serving from the store until it is');
   }
   const registry = new Registry(store, cache, bus, {
@@ -46,6 +49,10 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   const rpcMetrics = new RpcMetrics(metricsRegistry);
   totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Metadata cache hits', () => cache.stats.hits);
   totalCounter(metricsRegistry, 'maas_cache_misses_total', 'Metadata cache misses (read from the store)', () => cache.stats.misses);
+  if (cache instanceof NearMetadataCache) {
+    const near = cache;
+    totalCounter(metricsRegistry, 'maas_cache_near_hits_total', 'Metadata cache hits answered from process memory (included in the hits)', () => near.stats.nearHits);
+  }
   totalCounter(metricsRegistry, 'maas_cache_errors_total', 'Metadata cache operations that failed (Redis unreachable)', () => cache.stats.errors);
   totalCounter(metricsRegistry, 'maas_registry_upload_bytes_total', 'Artifact bytes stored by successful uploads', () => registry.uploadedBytes);
   const server = new GrpcServer({

@@ -15,6 +15,13 @@ export interface ChangeBus {
   publish(event: ModelChangeEvent): Promise<void>;
   /** Returns a function that unsubscribes. */
   subscribe(listener: ChangeListener): () => void;
+  /**
+   * Whether events are being received right now. While it is false events may
+   * be missed, so a cache that relies on them must not serve from memory.
+   */
+  readonly live: boolean;
+  /** Calls `listener` whenever {@link live} changes; returns a function that unsubscribes. */
+  onLiveChange(listener: (live: boolean) => void): () => void;
   shutdown(): Promise<void>;
 }
 
@@ -24,9 +31,15 @@ export const CHANGE_CHANNEL = 'maas:model-changes';
 /** {@link ChangeBus} within one process. */
 export class MemoryChangeBus implements ChangeBus {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
+  /** Nothing can be missed within one process. */
+  readonly live = true;
 
   async publish(event: ModelChangeEvent): Promise<void> {
     this.emitter.emit('change', event);
+  }
+
+  onLiveChange(): () => void {
+    return () => undefined;
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -58,6 +71,7 @@ export class RedisChangeBus implements ChangeBus {
   private subscriber?: Redis;
   private readonly emitter = new EventEmitter().setMaxListeners(0);
   private lastErrorLog = 0;
+  private subscribed = false;
 
   constructor(private readonly options: RedisChangeBusOptions) {
     this.channel = options.channel ?? CHANGE_CHANNEL;
@@ -89,7 +103,19 @@ export class RedisChangeBus implements ChangeBus {
     return () => this.emitter.off('change', listener);
   }
 
+  /** True from the moment Redis confirmed the subscription until the connection drops. */
+  get live(): boolean {
+    return this.subscribed;
+  }
+
+  onLiveChange(listener: (live: boolean) => void): () => void {
+    this.ensureSubscriber();
+    this.emitter.on('live', listener);
+    return () => this.emitter.off('live', listener);
+  }
+
   async shutdown(): Promise<void> {
+    this.setLive(false);
     this.emitter.removeAllListeners();
     this.publisher.disconnect(false);
     this.subscriber?.disconnect(false);
@@ -99,7 +125,17 @@ export class RedisChangeBus implements ChangeBus {
     if (this.subscriber) return this.subscriber;
     const sub = this.connect();
     this.subscriber = sub;
-    sub.subscribe(this.channel).catch((err: unknown) => this.noteError(err));
+    const confirm = () =>
+      sub.subscribe(this.channel).then(
+        () => this.setLive(sub.status === 'ready'),
+        (err: unknown) => this.noteError(err),
+      );
+    void confirm();
+    // After a reconnect ioredis resubscribes by itself; the explicit subscribe
+    // (idempotent) tells us when Redis has confirmed it, so nothing published
+    // from then on can be missed.
+    sub.on('ready', () => void confirm());
+    sub.on('close', () => this.setLive(false));
     sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
       try {
@@ -109,6 +145,12 @@ export class RedisChangeBus implements ChangeBus {
       }
     });
     return sub;
+  }
+
+  private setLive(live: boolean): void {
+    if (live === this.subscribed) return;
+    this.subscribed = live;
+    this.emitter.emit('live', live);
   }
 
   private connect(): Redis {

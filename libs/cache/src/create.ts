@@ -1,14 +1,31 @@
 import type { Logger } from 'pino';
 import { MemoryMetadataCache } from './cache-memory';
+import { NearMetadataCache } from './cache-near';
 import { RedisMetadataCache } from './cache-redis';
 import { MemoryChangeBus, RedisChangeBus, type ChangeBus } from './change-bus';
 import type { MetadataCache } from './metadata-cache';
 
-/** Redis-backed when `redisUrl` is set, else in this process's memory. */
-export function createMetadataCache(options: { redisUrl?: string; ttlSeconds?: number; logger?: Logger }): MetadataCache {
-  return options.redisUrl
-    ? new RedisMetadataCache({ url: options.redisUrl, ttlSeconds: options.ttlSeconds, logger: options.logger })
-    : new MemoryMetadataCache({ ttlSeconds: options.ttlSeconds });
+/**
+ * Redis-backed when `redisUrl` is set, else in this process's memory. With
+ * Redis, a `near` bus and a positive `near.ttlMs`, an in-process layer sits
+ * over Redis, kept coherent by the bus ({@link NearMetadataCache}).
+ */
+export function createMetadataCache(options: {
+  redisUrl?: string;
+  ttlSeconds?: number;
+  logger?: Logger;
+  near?: { bus: ChangeBus; ttlMs: number };
+}): MetadataCache {
+  if (!options.redisUrl) return new MemoryMetadataCache({ ttlSeconds: options.ttlSeconds });
+  const redis = new RedisMetadataCache({ url: options.redisUrl, ttlSeconds: options.ttlSeconds, logger: options.logger });
+  const nearOn = options.near && options.near.ttlMs > 0 && (options.ttlSeconds ?? 300) > 0;
+  return nearOn ? new NearMetadataCache(redis, options.near!.bus, { ttlMs: options.near!.ttlMs }) : redis;
+}
+
+/** The Redis cache under a cache built by {@link createMetadataCache}, if any. */
+export function redisLayerOf(cache: MetadataCache): RedisMetadataCache | undefined {
+  if (cache instanceof RedisMetadataCache) return cache;
+  return cache instanceof NearMetadataCache ? redisLayerOf(cache.shared) : undefined;
 }
 
 /** Redis pub/sub when `redisUrl` is set, else an in-process bus. */

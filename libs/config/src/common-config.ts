@@ -23,6 +23,13 @@ export const commonConfig = {
     parse: parse.url('redis:', 'rediss:'),
     doc: 'Redis URL (redis://host:port) for the metadata cache and change events; unset: in-process memory.',
   } satisfies ConfigField<string>,
+  /** Lifetime of the in-process layer over the Redis cache; 0 turns the layer off. */
+  cacheNearTtlMs: {
+    env: 'CACHE_NEAR_TTL_MS',
+    default: 10_000,
+    parse: parse.integer({ min: 0 }),
+    doc: 'With REDIS_URL: how long hot metadata is served from process memory (dropped at once by change events; bypassed while the event channel is down). 0: every read goes to Redis.',
+  } satisfies ConfigField<number>,
   /** Consul agent address; unset means static discovery. */
   consulAddress: {
     env: 'CONSUL_HTTP_ADDR',

@@ -1,0 +1,141 @@
+import type { ChangeBus } from './change-bus';
+import type { CacheRead, CacheStats, MetadataCache } from './metadata-cache';
+
+/** Options of {@link NearMetadataCache}. */
+export interface NearCacheOptions {
+  /** Longest an entry is served from memory, in ms; bounds staleness should an event ever be lost. @default 10000 */
+  ttlMs?: number;
+  /** Most entries kept; the oldest go first. @default 10000 */
+  maxEntries?: number;
+}
+
+interface NearEntry {
+  value: string;
+  expires: number;
+}
+
+/** Separates the near cache's epoch from the shared cache's generation in the token readers carry. */
+const SEP = '\u0000';
+
+/**
+ * A process-local layer over a shared {@link MetadataCache} (Redis), so that a
+ * hot read costs a map lookup instead of a network round trip.
+ *
+ * It serves from memory only while the change bus is live: every registry
+ * write publishes an event, the event drops the model's entries here, and a
+ * bus that is (or was) disconnected may have missed events, so the layer is
+ * bypassed while the bus is down and emptied when it comes back. Entries are
+ * also dropped by `invalidate` (a write made in this process) and expire
+ * after `ttlMs`. Like the shared cache, a value loaded before an invalidation
+ * is never stored after it: readers carry the model's local epoch, and a
+ * store with an outdated epoch is ignored.
+ */
+export class NearMetadataCache implements MetadataCache {
+  readonly stats: CacheStats & { nearHits: number };
+  /** Entries by model, then field. */
+  private readonly models = new Map<string, Map<string, NearEntry>>();
+  private count = 0;
+  private readonly epochs = new Map<string, number>();
+  /** Moves on whenever the whole layer is emptied, so in-flight loads are not stored. */
+  private globalEpoch = 0;
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+  private readonly unsubscribe: Array<() => void>;
+
+  constructor(
+    readonly shared: MetadataCache,
+    private readonly bus: ChangeBus,
+    options: NearCacheOptions = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 10_000;
+    this.maxEntries = options.maxEntries ?? 10_000;
+    const sharedStats = shared.stats;
+    this.stats = {
+      nearHits: 0,
+      get hits() {
+        return sharedStats.hits + this.nearHits;
+      },
+      get misses() {
+        return sharedStats.misses;
+      },
+      get errors() {
+        return sharedStats.errors;
+      },
+    };
+    this.unsubscribe = [bus.subscribe((event) => this.forget(event.model)), bus.onLiveChange(() => this.clear())];
+  }
+
+  /** Entries held in memory now. */
+  get size(): number {
+    return this.count;
+  }
+
+  async get(model: string, field: string): Promise<CacheRead> {
+    const fields = this.models.get(model);
+    const entry = fields?.get(field);
+    if (entry && this.bus.live && entry.expires > Date.now()) {
+      this.stats.nearHits += 1;
+      return { value: entry.value, generation: '' };
+    }
+    if (entry) {
+      fields!.delete(field);
+      this.count -= 1;
+    }
+    const token = this.tokenOf(model);
+    const read = await this.shared.get(model, field);
+    if (read.value !== undefined) this.remember(model, field, read.value, token);
+    return { value: read.value, generation: `${token}${SEP}${read.generation}` };
+  }
+
+  async set(model: string, field: string, value: string, generation: string): Promise<void> {
+    const at = generation.indexOf(SEP);
+    if (at < 0) return; // not a token of this layer (a read served from memory never leads to a store)
+    const token = generation.slice(0, at);
+    await this.shared.set(model, field, value, generation.slice(at + 1));
+    this.remember(model, field, value, token);
+  }
+
+  async invalidate(model: string): Promise<void> {
+    this.forget(model);
+    await this.shared.invalidate(model);
+    // A read that raced the shared invalidation may have refilled memory.
+    this.forget(model);
+  }
+
+  /** Drops what this process holds about a model (a change event or a local write). */
+  forget(model: string): void {
+    this.epochs.set(model, (this.epochs.get(model) ?? 0) + 1);
+    this.count -= this.models.get(model)?.size ?? 0;
+    this.models.delete(model);
+  }
+
+  async shutdown(): Promise<void> {
+    this.unsubscribe.forEach((off) => off());
+    this.clear();
+    await this.shared.shutdown();
+  }
+
+  private clear(): void {
+    this.globalEpoch += 1;
+    this.epochs.clear();
+    this.models.clear();
+    this.count = 0;
+  }
+
+  private tokenOf(model: string): string {
+    return `${this.globalEpoch}.${this.epochs.get(model) ?? 0}`;
+  }
+
+  private remember(model: string, field: string, value: string, token: string): void {
+    if (!this.bus.live || token !== this.tokenOf(model)) return;
+    let fields = this.models.get(model);
+    if (!fields?.has(field)) {
+      // Full: make room by dropping the model held longest, all its fields at once.
+      if (this.count >= this.maxEntries) this.forget(this.models.keys().next().value!);
+      fields = this.models.get(model);
+      if (!fields) this.models.set(model, (fields = new Map()));
+      this.count += 1;
+    }
+    fields.set(field, { value, expires: Date.now() + this.ttlMs });
+  }
+}
