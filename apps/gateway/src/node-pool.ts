@@ -22,6 +22,7 @@ export interface NodeHandle {
 export class NodePool {
   private readonly nodes = new Map<string, NodeHandle>();
   private readonly unsubscribe: () => void;
+  private changes = 0;
 
   constructor(
     discovery: Discovery,
@@ -33,6 +34,11 @@ export class NodePool {
   /** Healthy nodes by id, including ejected ones. */
   all(): NodeHandle[] {
     return [...this.nodes.values()];
+  }
+
+  /** Moves on whenever the node set changes, so orders computed from it can be kept until then. */
+  get generation(): number {
+    return this.changes;
   }
 
   get(id: string): NodeHandle | undefined {
@@ -58,6 +64,7 @@ export class NodePool {
   }
 
   private update(instances: ServiceInstance[]): void {
+    this.changes += 1;
     const seen = new Set<string>();
     for (const instance of instances) {
       seen.add(instance.id);

@@ -35,6 +35,8 @@ export interface PredictRouterOptions {
  */
 export class PredictRouter {
   private readonly k: number;
+  /** Rendezvous orders by `model:version`, valid for one node-set generation. */
+  private readonly ranks = new Map<string, { generation: number; nodes: NodeHandle[] }>();
 
   constructor(
     private readonly pool: NodePool,
@@ -54,12 +56,21 @@ export class PredictRouter {
 
   /** Candidate nodes in the order they will be tried: least busy home first, then the rest by rank. */
   candidates(model: string, version: number): NodeHandle[] {
-    const nodes = this.pool.all();
-    const ranked = rankNodes(`${model}:${version}`, nodes.map((n) => n.instance.id)).map((id) => this.pool.get(id)!);
+    const ranked = this.ranked(`${model}:${version}`);
     const usable = ranked.filter((n) => !this.pool.isEjected(n));
     const ordered = usable.length > 0 ? [...usable, ...ranked.filter((n) => this.pool.isEjected(n))] : ranked;
     const homes = ordered.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
     return [...homes, ...ordered.slice(this.k)];
+  }
+
+  private ranked(key: string): NodeHandle[] {
+    const generation = this.pool.generation;
+    const known = this.ranks.get(key);
+    if (known?.generation === generation) return known.nodes;
+    const nodes = rankNodes(key, this.pool.all().map((n) => n.instance.id)).map((id) => this.pool.get(id)!);
+    if (this.ranks.size >= 4096) this.ranks.clear();
+    this.ranks.set(key, { generation, nodes });
+    return nodes;
   }
 
   async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {

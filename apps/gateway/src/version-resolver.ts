@@ -1,9 +1,30 @@
-import { cacheFields, protoCodec, readThrough, type MetadataCache } from '@maas/cache';
+import { cacheFields, protoCodec, readThrough, type CacheCodec, type MetadataCache } from '@maas/cache';
 import { ModelVersion, VersionState } from '@maas/proto';
 import { FailedPreconditionError, formatModelRef, type CallOpts, type ModelRef } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 
-const versionCodec = protoCodec(ModelVersion);
+const wireCodec = protoCodec(ModelVersion);
+
+/**
+ * Decodes each distinct cached text once: hot resolutions come back as the
+ * same string from the in-memory cache layer, so they skip base64 and
+ * protobuf decoding. Decoded versions are shared and never mutated.
+ */
+function memoizedCodec(limit = 1024): CacheCodec<ModelVersion> {
+  const decoded = new Map<string, ModelVersion>();
+  return {
+    encode: wireCodec.encode,
+    decode(text) {
+      let value = decoded.get(text);
+      if (!value) {
+        value = wireCodec.decode(text);
+        if (decoded.size >= limit) decoded.clear();
+        decoded.set(text, value);
+      }
+      return value;
+    },
+  };
+}
 
 /**
  * Resolves `model[:version|@alias]` to a version through the metadata cache
@@ -12,6 +33,8 @@ const versionCodec = protoCodec(ModelVersion);
  * is slower but never stale.
  */
 export class VersionResolver {
+  private readonly codec = memoizedCodec();
+
   constructor(
     private readonly registry: () => RegistryClient,
     private readonly cache?: MetadataCache,
@@ -21,7 +44,7 @@ export class VersionResolver {
     const load = () => this.registry().resolve(formatModelRef(ref), opts);
     if (!this.cache) return load();
     const field = ref.version > 0 ? cacheFields.version(ref.version) : ref.alias ? cacheFields.alias(ref.alias) : cacheFields.defaultVersion();
-    const version = await readThrough(this.cache, ref.model, field, versionCodec, load);
+    const version = await readThrough(this.cache, ref.model, field, this.codec, load);
     // The registry caches versions under the same field for GetVersion, archived ones included.
     if (version.state === VersionState.VERSION_STATE_ARCHIVED) {
       throw new FailedPreconditionError(`version ${version.version} of "${ref.model}" is archived: pick a READY version or alias`);

@@ -24,6 +24,12 @@ export const inferenceConfigSchema = {
   },
   intraOpThreads: { env: 'INFERENCE_INTRA_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime intra-op threads per session.' },
   interOpThreads: { env: 'INFERENCE_INTER_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime inter-op threads per session.' },
+  intraOpSpinning: {
+    env: 'INFERENCE_INTRA_OP_SPINNING',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'Whether idle onnxruntime intra-op threads spin (on: lowest latency on dedicated cores; off: they yield the CPU to the gRPC and other processes sharing the cores).',
+  },
   tags: { env: 'INFERENCE_TAGS', default: [] as string[], parse: parse.list, doc: 'Comma-separated tags registered in Consul.' },
   registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry the node pulls artifacts and metadata from.' },
   drainTimeoutMs: {

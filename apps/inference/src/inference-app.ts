@@ -41,6 +41,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
   const manager = new ModelManager(registry, artifacts, {
     memoryBudgetBytes: config.memoryBudgetBytes,
     intraOpThreads: config.intraOpThreads,
+    intraOpSpinning: config.intraOpSpinning === 'on',
     interOpThreads: config.interOpThreads,
     logger,
   });
@@ -53,6 +54,8 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     maxReceiveMessageBytes: 64 * 1024 * 1024,
     maxSendMessageBytes: 64 * 1024 * 1024,
     interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
+    // onnxruntime-node runs block the event loop; a wide window lets clients keep sending meanwhile.
+    receiveWindowBytes: 16 * 1024 * 1024,
   });
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId);

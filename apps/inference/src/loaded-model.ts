@@ -9,6 +9,8 @@ export interface SessionSettings {
   intraOpThreads: number;
   /** @default 1 */
   interOpThreads: number;
+  /** Idle intra-op threads spin (true) or sleep (false). @default true */
+  intraOpSpinning?: boolean;
 }
 
 /**
@@ -52,6 +54,7 @@ export class LoadedModel {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: settings.intraOpSpinning === false ? '0' : '1' } } },
     });
     return new LoadedModel(version, session, version.sizeBytes * 2, onBatch);
   }

@@ -5,6 +5,7 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
 /** Options of {@link GrpcServer}. */
@@ -21,6 +22,14 @@ export interface GrpcServerOptions {
   credentials?: ServerCredentials;
   /** Server interceptors (metrics, request ids), outermost first. @default none */
   interceptors?: ServerInterceptor[];
+  /**
+   * HTTP/2 receive window per connection and per stream, in bytes. The
+   * protocol default (64 KiB) lets a client send only 64 KiB while the
+   * server's event loop is busy; a server that blocks it (a synchronous
+   * onnxruntime run) takes large requests much faster with a bigger window.
+   * @default the HTTP/2 default
+   */
+  receiveWindowBytes?: number;
 }
 
 /** Anything that can mount its handlers on a grpc-js server. */
@@ -72,8 +81,25 @@ export class GrpcServer {
         (err, port) => (err ? reject(err) : resolve(port)),
       );
     });
+    if (this.options.receiveWindowBytes) this.widenReceiveWindow(this.options.receiveWindowBytes);
     this.setServing(true);
     return this.boundPort;
+  }
+
+  /**
+   * grpc-js has no server option for flow-control windows, so each new
+   * HTTP/2 session of its listeners gets them here.
+   */
+  private widenReceiveWindow(bytes: number): void {
+    const listeners = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+    if (!(listeners instanceof Map)) return; // a grpc-js without that field: keep the protocol default
+    const size = Math.min(bytes, 2 ** 31 - 1);
+    for (const listener of listeners.keys()) {
+      listener.on('session', (session: ServerHttp2Session) => {
+        session.setLocalWindowSize(size);
+        session.settings({ initialWindowSize: size });
+      });
+    }
   }
 
   get port(): number {
