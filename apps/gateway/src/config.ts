@@ -34,6 +34,24 @@ export const gatewayConfigSchema = {
     parse: parse.integer({ min: 1 }),
     doc: 'Deadline given to a Predict whose caller set none.',
   },
+  outlierFactor: {
+    env: 'GATEWAY_OUTLIER_FACTOR',
+    default: 3,
+    parse: parse.number({ min: 0 }),
+    doc: 'A node whose median Predict latency on a model version exceeds this × the best peer’s (plus GATEWAY_OUTLIER_MIN_EXTRA_MS) is ejected; 0 turns outlier ejection off.',
+  },
+  outlierMinExtraMs: {
+    env: 'GATEWAY_OUTLIER_MIN_EXTRA_MS',
+    default: 20,
+    parse: parse.number({ min: 0 }),
+    doc: 'Absolute latency margin of outlier ejection, so millisecond jitter never ejects a node.',
+  },
+  outlierEjectMs: {
+    env: 'GATEWAY_OUTLIER_EJECT_MS',
+    default: 10_000,
+    parse: parse.integer({ min: 1 }),
+    doc: 'How long a slow node gets no traffic while others can take it; then it is tried afresh.',
+  },
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;

@@ -45,12 +45,12 @@ export class NodePool {
     return this.nodes.get(id);
   }
 
-  /** Marks a node as failing for a moment so routing tries others first. */
-  eject(id: string): void {
+  /** Marks a node as failing (or too slow) for a while, so routing tries others first. */
+  eject(id: string, ms = this.options.ejectMs ?? 2000, reason = 'node failed a call'): void {
     const node = this.nodes.get(id);
     if (!node) return;
-    node.ejectedUntil = Date.now() + (this.options.ejectMs ?? 2000);
-    this.options.logger?.warn({ node: id, address: node.instance.address }, 'node failed a call; ejected briefly');
+    node.ejectedUntil = Date.now() + ms;
+    this.options.logger?.warn({ node: id, address: node.instance.address, ejectMs: ms, reason }, 'node ejected');
   }
 
   isEjected(node: NodeHandle): boolean {

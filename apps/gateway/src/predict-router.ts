@@ -3,6 +3,7 @@ import type { ModelVersion, PredictRequest, PredictResponse } from '@maas/proto'
 import { callUnary, DeadlineExceededError, InvalidArgumentError, statusOf, UnavailableError, validateAlias, validateModelName } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from './node-pool';
+import { OutlierDetector, type OutlierOptions } from './outlier-detector';
 import { rankNodes } from './rendezvous-router';
 import type { VersionResolver } from './version-resolver';
 
@@ -24,6 +25,11 @@ export interface PredictRouterOptions {
   homeNodes?: number;
   /** Deadline applied when the caller set none, in ms. @default 30000 */
   defaultTimeoutMs?: number;
+  /** Latency outlier detection; see {@link OutlierDetector}. */
+  outliers?: OutlierOptions & {
+    /** How long a slow node is left out, in ms. @default 10000 */
+    ejectMs?: number;
+  };
   logger?: Logger;
 }
 
@@ -37,6 +43,7 @@ export class PredictRouter {
   private readonly k: number;
   /** Rendezvous orders by `model:version`, valid for one node-set generation. */
   private readonly ranks = new Map<string, { generation: number; nodes: NodeHandle[] }>();
+  private readonly outliers: OutlierDetector;
 
   constructor(
     private readonly pool: NodePool,
@@ -44,6 +51,7 @@ export class PredictRouter {
     private readonly options: PredictRouterOptions = {},
   ) {
     this.k = Math.max(1, options.homeNodes ?? 2);
+    this.outliers = new OutlierDetector(options.outliers);
   }
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
@@ -61,6 +69,17 @@ export class PredictRouter {
     const ordered = usable.length > 0 ? [...usable, ...ranked.filter((n) => this.pool.isEjected(n))] : ranked;
     const homes = ordered.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
     return [...homes, ...ordered.slice(this.k)];
+  }
+
+  /** Leaves a node out for a while when it answers far slower than its peers on the same model version. */
+  private noteLatency(key: string, node: NodeHandle, ms: number): void {
+    const id = node.instance.id;
+    const why = this.outliers.record(key, id, ms);
+    if (!why || this.pool.isEjected(node)) return;
+    // Never leave a model without a node: only eject while another usable node exists.
+    if (!this.pool.all().some((n) => n !== node && !this.pool.isEjected(n))) return;
+    this.outliers.forget(id);
+    this.pool.eject(id, this.options.outliers?.ejectMs ?? 10_000, `slow: ${why}`);
   }
 
   private ranked(key: string): NodeHandle[] {
@@ -81,12 +100,16 @@ export class PredictRouter {
       throw new UnavailableError(`no healthy inference node for ${version.model}:${version.version} (0 nodes in the healthy set)`);
     }
     const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '' };
+    const key = `${version.model}:${version.version}`;
     let lastError: unknown;
     for (const node of candidates) {
       if (Date.now() >= deadline) break;
       node.inFlight += 1;
+      const started = performance.now();
       try {
-        return await callUnary(node.client.predict.bind(node.client), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
+        const answer = await callUnary(node.client.predict.bind(node.client), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
+        this.noteLatency(key, node, performance.now() - started);
+        return answer;
       } catch (err) {
         lastError = err;
         if (ctx.signal.aborted || !RETRYABLE.has(statusOf(err))) throw err;

@@ -28,12 +28,15 @@ export interface Stack {
   consul: ConsulDouble;
   registry: RegistryApp;
   nodes: NodeProcess[];
+  /** The current gateway (replaced by {@link restartGateway}). */
   gateway: GatewayApp;
   keys: { predict: string; admin: string; limited: string };
   /** Gateway clients carrying a key. */
   client(key?: string): { gateway: InstanceType<typeof GatewayServiceClient>; registry: RegistryClient };
   /** Creates (if needed) and uploads a model through the gateway as admin; returns the version. */
   push(model: string, bytes: Buffer, runtime?: Partial<RuntimeConfig>, aliases?: string[]): Promise<number>;
+  /** Shuts the gateway down and starts a new one on the same port, as a redeploy would. */
+  restartGateway(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -71,12 +74,13 @@ export async function startStack(gatewayOverrides: Partial<GatewayConfig> = {}):
     startNode('node-b', registry.address, consul.address, dirs[2].path),
   ]);
   const keys = { predict: generateApiKey(), admin: generateApiKey(), limited: generateApiKey() };
-  const discovery = new ConsulDiscovery({ address: consul.address, waitSeconds: 2, minBackoffMs: 50 });
-  const gateway = await startGateway(
+  const launchGateway = async (port: number) => {
+    const discovery = new ConsulDiscovery({ address: consul.address, waitSeconds: 2, minBackoffMs: 50 });
+    const app = await startGateway(
     loadGatewayConfig(
       {},
       {
-        port: 0,
+        port,
         redisUrl: redis.url,
         registryAddress: registry.address,
         consulAddress: consul.address,
@@ -90,7 +94,10 @@ export async function startStack(gatewayOverrides: Partial<GatewayConfig> = {}):
     ),
     { discovery },
   );
-  await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 2, { description: 'both nodes healthy in consul' });
+    await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 2, { description: 'both nodes healthy in consul' });
+    return app;
+  };
+  let gateway = await launchGateway(0);
   const clients: Array<{ close(): void }> = [];
   const client = (key?: string) => {
     const metadata = key ? bearer(key) : undefined;
@@ -107,9 +114,16 @@ export async function startStack(gatewayOverrides: Partial<GatewayConfig> = {}):
     consul,
     registry,
     nodes,
-    gateway,
+    get gateway() {
+      return gateway;
+    },
     keys,
     client,
+    async restartGateway() {
+      const port = gateway.port;
+      await gateway.shutdown(1000);
+      gateway = await launchGateway(port);
+    },
     async push(model, bytes, runtime = {}, aliases = []) {
       if (!created.has(model)) {
         await admin.createModel(model).catch(() => undefined);

@@ -37,6 +37,26 @@ export const commonConfig = {
     parse: consulAddress,
     doc: 'Consul agent (host:port or http URL) to register in and discover through; unset: static addresses.',
   } satisfies ConfigField<string>,
+  /** TLS of the service's gRPC server and of its calls to other services. */
+  tlsCertFile: {
+    env: 'TLS_CERT_FILE',
+    default: '',
+    parse: parse.text,
+    doc: 'PEM certificate chain of this service; with TLS_KEY_FILE, its gRPC server speaks TLS only.',
+  } satisfies ConfigField<string>,
+  tlsKeyFile: { env: 'TLS_KEY_FILE', default: '', parse: parse.text, doc: 'PEM private key of TLS_CERT_FILE.' } satisfies ConfigField<string>,
+  tlsCaFile: {
+    env: 'TLS_CA_FILE',
+    default: '',
+    parse: parse.text,
+    doc: 'PEM CA bundle: calls to other MaaS services use TLS verified against it (presenting TLS_CERT_FILE), and it verifies client certificates.',
+  } satisfies ConfigField<string>,
+  tlsClientAuth: {
+    env: 'TLS_CLIENT_AUTH',
+    default: 'none' as 'none' | 'require',
+    parse: parse.oneOf('none', 'require'),
+    doc: 'require: the server accepts only clients with a certificate signed by TLS_CA_FILE (mTLS); none: any client.',
+  } satisfies ConfigField<'none' | 'require'>,
   /** Port of the Prometheus `/metrics` endpoint; 0 picks a free port, -1 turns it off. */
   metricsPort: {
     env: 'METRICS_PORT',

@@ -12,6 +12,18 @@ export function integer(opts: { min?: number; max?: number } = {}): (raw: string
   };
 }
 
+export function number(opts: { min?: number; max?: number } = {}): (raw: string) => number {
+  const min = opts.min ?? -Number.MAX_VALUE;
+  const max = opts.max ?? Number.MAX_VALUE;
+  return (raw) => {
+    const value = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+      throw new Error(`expected a number from ${min} to ${max}`);
+    }
+    return value;
+  };
+}
+
 export const port = integer({ min: 0, max: 65535 });
 
 export function boolean(raw: string): boolean {

@@ -1,0 +1,139 @@
+import type { ServiceError } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
+import { ConsulRegistrar, SERVICE_INFERENCE } from '@maas/discovery';
+import { DataType } from '@maas/proto';
+import { callUnary } from '@maas/rpc';
+import { mlpModel, startDelayProxy, waitFor } from '@maas/testing';
+import { homeNodes } from '../src/rendezvous-router';
+import { startStack, withKey, type Stack } from './stack-fixture';
+
+/** Steady Predict load from a few concurrent callers, counting answers, failures and latencies. */
+function steadyLoad(stack: Stack, model: string, callers = 4) {
+  const state = { ok: 0, failures: [] as string[], latencies: [] as number[], stop: false };
+  const { gateway } = stack.client();
+  const one = async () => {
+    while (!state.stop) {
+      const started = performance.now();
+      try {
+        await callUnary(
+          gateway.predict.bind(gateway),
+          {
+            model,
+            version: 0,
+            alias: '',
+            inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
+            outputNames: [],
+          },
+          { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
+        );
+        state.ok += 1;
+        state.latencies.push(performance.now() - started);
+      } catch (err) {
+        state.failures.push(`${(err as ServiceError).code}: ${(err as ServiceError).details ?? String(err)}`);
+      }
+    }
+  };
+  const running = Promise.all(Array.from({ length: callers }, one));
+  return {
+    state,
+    /** Waits until `n` more answers arrived (or a failure happened). */
+    async more(n: number, timeoutMs = 20_000) {
+      const target = state.ok + n;
+      await waitFor(() => state.ok >= target || state.failures.length > 0, { timeoutMs, description: `${n} more answers` });
+    },
+    async stop() {
+      state.stop = true;
+      await running;
+      gateway.close();
+    },
+  };
+}
+
+describe('faults under load (registry, two node processes, Redis, Consul double, gateway)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  }, 60_000);
+  afterAll(() => stack?.stop());
+
+  it('fails no Predict while Redis is down, and Redis is filled again once it is back', async () => {
+    await stack.push('redis-fault', mlpModel(), {}, ['production']);
+    const redis = new Redis(stack.redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    const load = steadyLoad(stack, 'redis-fault');
+    try {
+      await load.more(50);
+      await redis.connect();
+      expect(await redis.hexists('maas:meta:redis-fault', 'default')).toBe(1);
+      redis.disconnect();
+      await stack.redis.kill();
+      await load.more(300); // every one of these resolved without Redis
+      await stack.redis.restart();
+      await redis.connect();
+      // Nothing was cached in the new (empty) Redis; the gateway's resolutions fill it again.
+      await waitFor(async () => (await redis.hexists('maas:meta:redis-fault', 'default')) === 1, { timeoutMs: 10_000, description: 'cache refilled' });
+      await load.more(50);
+    } finally {
+      await load.stop();
+      redis.disconnect();
+    }
+    expect(load.state.failures).toEqual([]);
+  });
+
+  it('leaves a node that answers slowly out instead of letting it drag the tail', async () => {
+    const delayMs = 80;
+    const nodeA = stack.nodes[0];
+    const proxy = await startDelayProxy(`127.0.0.1:${nodeA.port}`, delayMs);
+    const registrar = new ConsulRegistrar(stack.consul.address);
+    try {
+      // A third instance: node-a again, but every answer comes 80 ms late, as from a degraded host.
+      await registrar.register({ name: SERVICE_INFERENCE, id: 'node-slow', address: '127.0.0.1', port: proxy.port, check: { intervalSeconds: 1 } });
+      await waitFor(() => stack.gateway.pool.all().length === 3, { timeoutMs: 10_000, description: 'gateway sees the slow instance' });
+      const ids = stack.gateway.pool.all().map((n) => n.instance.id);
+      // A model whose two home nodes include the slow one (version 1: the first upload).
+      const model = Array.from({ length: 200 }, (_, i) => `slow-home-${i}`).find((m) => homeNodes(m, 1, ids, 2).includes('node-slow'))!;
+      await stack.push(model, mlpModel(), {}, ['production']);
+      const load = steadyLoad(stack, model);
+      try {
+        await load.more(400);
+      } finally {
+        await load.stop();
+      }
+      expect(load.state.failures).toEqual([]);
+      const sorted = [...load.state.latencies].sort((a, b) => a - b);
+      const late = sorted.filter((ms) => ms >= delayMs).length;
+      // Least-busy routing alone still sends the slow home a few percent of requests, enough to
+      // put p99 at the delay; ejection leaves only the few answers that revealed it.
+      expect(late).toBeLessThanOrEqual(4);
+      expect(sorted[Math.floor(sorted.length * 0.99)]).toBeLessThan(delayMs);
+      expect(stack.gateway.pool.isEjected(stack.gateway.pool.get('node-slow')!)).toBe(true);
+    } finally {
+      await registrar.shutdown();
+      await proxy.stop();
+      await waitFor(() => stack.gateway.pool.all().length === 2, { timeoutMs: 10_000, description: 'slow instance gone' });
+    }
+  });
+
+  it('serves the same client channel again, without the caller retrying, after the gateway restarts', async () => {
+    await stack.push('restart', mlpModel(), {}, ['production']);
+    const { gateway } = stack.client();
+    const predict = () =>
+      callUnary(
+        gateway.predict.bind(gateway),
+        {
+          model: 'restart',
+          version: 0,
+          alias: '',
+          inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
+          outputNames: [],
+        },
+        { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
+      );
+    for (let i = 0; i < 20; i++) await predict();
+    const oldGateway = stack.gateway;
+    await stack.restartGateway();
+    expect(stack.gateway).not.toBe(oldGateway);
+    // The channel saw its connection close; the next calls reconnect to the new process on the same port.
+    for (let i = 0; i < 50; i++) expect((await predict()).outputs).toHaveLength(1);
+    gateway.close();
+  });
+});
