@@ -1,7 +1,7 @@
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { GatewayServiceClient } from '@maas/proto';
 import { RegistryClient } from '@maas/registry-client';
-import { defaultClientOptions } from '@maas/rpc';
+import { clientCredentials, defaultClientOptions, type TlsFiles } from '@maas/rpc';
 
 /** Global options every command gets. */
 export interface GlobalOptions {
@@ -9,6 +9,8 @@ export interface GlobalOptions {
   apiKey?: string;
   json?: boolean;
   timeout: number;
+  /** TLS to the gateway when `caFile` is set; `certFile`/`keyFile` add a client certificate. */
+  tls?: TlsFiles;
 }
 
 /** Clients for the gateway's public API, carrying the API key. */
@@ -17,8 +19,9 @@ export class Connection {
   readonly registry: RegistryClient;
 
   constructor(readonly options: GlobalOptions) {
-    this.gateway = new GatewayServiceClient(options.gateway, credentials.createInsecure(), defaultClientOptions());
-    this.registry = new RegistryClient(options.gateway, { metadata: () => this.metadata() });
+    const channel = clientCredentials(options.tls ?? { certFile: '', keyFile: '', caFile: '', clientAuth: 'none' });
+    this.gateway = new GatewayServiceClient(options.gateway, channel, defaultClientOptions());
+    this.registry = new RegistryClient(options.gateway, { metadata: () => this.metadata(), credentials: channel });
   }
 
   /** Metadata of every call: the bearer key when given. */

@@ -14,20 +14,36 @@ const program = new Command('maas')
   .addOption(new Option('-g, --gateway <host:port>', 'gateway address').env('MAAS_GATEWAY').default('127.0.0.1:50050'))
   .addOption(new Option('-k, --api-key <key>', 'API key (sent as authorization: Bearer)').env('MAAS_API_KEY'))
   .addOption(new Option('--timeout <ms>', 'deadline of each call in milliseconds').default('30000'))
+  .addOption(new Option('--tls-ca <file>', 'PEM CA that signed the gateway certificate: connect with TLS').env('MAAS_TLS_CA'))
+  .addOption(new Option('--tls-cert <file>', 'PEM client certificate, for a gateway that requires one (mTLS)').env('MAAS_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'PEM key of --tls-cert').env('MAAS_TLS_KEY'))
   .option('--json', 'print JSON instead of text')
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
 
 /** Runs a command body with a connection, printing failures as one line and exiting non-zero. */
 const run = (fn: (conn: Connection) => Promise<void>) => async () => {
-  const opts = program.opts<{ gateway: string; apiKey?: string; json?: boolean; timeout: string }>();
+  const opts = program.opts<{ gateway: string; apiKey?: string; json?: boolean; timeout: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }>();
   const timeout = Number(opts.timeout);
   if (!Number.isInteger(timeout) || timeout <= 0) {
     process.stderr.write(`error: --timeout ${opts.timeout}: expected a positive number of milliseconds\n`);
     process.exit(2);
   }
-  const options: GlobalOptions = { gateway: opts.gateway, apiKey: opts.apiKey, json: opts.json, timeout };
-  const conn = new Connection(options);
+  const options: GlobalOptions = {
+    gateway: opts.gateway,
+    apiKey: opts.apiKey,
+    json: opts.json,
+    timeout,
+    tls: { certFile: opts.tlsCert ?? '', keyFile: opts.tlsKey ?? '', caFile: opts.tlsCa ?? '', clientAuth: 'none' },
+  };
+  let conn: Connection;
+  try {
+    conn = new Connection(options);
+  } catch (err) {
+    process.stderr.write(`${formatError(err)}
+`);
+    process.exit(2);
+  }
   try {
     await fn(conn);
   } catch (err) {

@@ -7,7 +7,8 @@ import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, S
 import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { GrpcServer } from '@maas/rpc';
+import { clientCredentials, GrpcServer, serverCredentials, tlsEnabled, checkTlsFiles } from '@maas/rpc';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
 import { GatewayAuth } from './gateway-auth';
@@ -41,15 +42,15 @@ class RegistryEndpoint {
   private client?: RegistryClient;
   private readonly unsubscribe: () => void;
 
-  constructor(discovery: Discovery, fallback: string) {
+  constructor(discovery: Discovery, fallback: string, credentials: ChannelCredentials) {
     this.unsubscribe = discovery.watch(SERVICE_REGISTRY, (instances) => {
       const address = instances[0]?.address;
       if (address && address !== this.client?.address) {
         this.client?.close();
-        this.client = new RegistryClient(address);
+        this.client = new RegistryClient(address, { credentials });
       }
     });
-    if (!this.client) this.client = new RegistryClient(fallback);
+    if (!this.client) this.client = new RegistryClient(fallback, { credentials });
   }
 
   get current(): RegistryClient {
@@ -71,6 +72,7 @@ async function loadKeys(config: GatewayConfig): Promise<ApiKeyEntry[]> {
 
 /** Builds the gateway from its configuration and starts serving. */
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayApp> {
+  checkTlsFiles({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
   const logger = deps.logger ?? silentLogger();
   const discovery =
     deps.discovery ??
@@ -79,7 +81,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       static: { [SERVICE_INFERENCE]: config.inferenceNodes, [SERVICE_REGISTRY]: [config.registryAddress] },
       logger,
     });
-  const registry = new RegistryEndpoint(discovery, config.registryAddress);
+  const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth };
+  const internalCredentials = clientCredentials(tls);
+  const registry = new RegistryEndpoint(discovery, config.registryAddress, internalCredentials);
   let cache: MetadataCache | undefined;
   let bus: ChangeBus | undefined;
   if (config.redisUrl) {
@@ -93,10 +97,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.auth === 'off') logger.warn('API-key auth is OFF (GATEWAY_AUTH=off): every caller may predict and change models; use only on loopback');
   else if (keys.length === 0) logger.warn('API-key auth is on but no keys are configured: every call will be refused with UNAUTHENTICATED');
 
-  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, logger });
+  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, credentials: internalCredentials, logger });
   const router = new PredictRouter(pool, new VersionResolver(() => registry.current, cache), {
     homeNodes: config.homeNodes,
     defaultTimeoutMs: config.defaultTimeoutMs,
+    outliers: { factor: config.outlierFactor, minExtraMs: config.outlierMinExtraMs, ejectMs: config.outlierEjectMs },
     logger,
   });
   const gatewayService = new GatewayService(router, pool, () => registry.current, auth);
@@ -132,6 +137,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
+    credentials: serverCredentials(tls),
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
     interceptors: [rpcLoggingInterceptor(logger), new RpcMetrics(metricsRegistry).interceptor()],
@@ -151,7 +157,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
   const id = `gateway-${advertised.host}-${advertised.port}`;
-  await deps.registrar?.register({ name: SERVICE_GATEWAY, id, address: advertised.host, port: advertised.port, check: {} });
+  await deps.registrar?.register({ name: SERVICE_GATEWAY, id, address: advertised.host, port: advertised.port, check: { tls: tlsEnabled(tls) } });
   return {
     port,
     address: `${config.host}:${port}`,

@@ -3,7 +3,7 @@ import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discover
 import { InferenceServiceService } from '@maas/proto';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { GrpcServer } from '@maas/rpc';
+import { GrpcServer, clientCredentials, serverCredentials, tlsEnabled, checkTlsFiles } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -35,8 +35,10 @@ export interface InferenceNode {
 
 /** Builds an inference node from its configuration and starts serving. */
 export async function startInferenceNode(config: InferenceConfig, deps: InferenceDeps = {}): Promise<InferenceNode> {
+  checkTlsFiles({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
   const logger = deps.logger ?? silentLogger();
-  const registry = new RegistryClient(config.registryAddress);
+  const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth };
+  const registry = new RegistryClient(config.registryAddress, { credentials: clientCredentials(tls) });
   const artifacts = new ArtifactCache(config.cacheDir || join('.maas', `node-${config.port || process.pid}`), registry);
   const manager = new ModelManager(registry, artifacts, {
     memoryBudgetBytes: config.memoryBudgetBytes,
@@ -51,6 +53,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
+    credentials: serverCredentials(tls),
     maxReceiveMessageBytes: 64 * 1024 * 1024,
     maxSendMessageBytes: 64 * 1024 * 1024,
     interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
@@ -73,7 +76,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
       port: advertised.port,
       tags: config.tags,
       meta: { node_id: nodeId, capacity_bytes: String(config.memoryBudgetBytes), ...(metrics ? { metrics_port: String(metrics.port) } : {}) },
-      check: { deregisterCriticalAfterSeconds: 60 },
+      check: { deregisterCriticalAfterSeconds: 60, tls: tlsEnabled(tls) },
     });
   }
   return {

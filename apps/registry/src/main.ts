@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const registrar = createRegistrar({ consulAddress: config.consulAddress || undefined, logger });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port: app.port };
   const id = `registry-${hostname()}-${advertised.port}`;
-  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: {} });
+  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: { tls: Boolean(config.tlsCertFile) } });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

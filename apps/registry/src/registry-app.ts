@@ -1,7 +1,7 @@
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
-import { GrpcServer } from '@maas/rpc';
+import { GrpcServer, serverCredentials } from '@maas/rpc';
 import type { RegistryConfig } from './config';
 import { FsModelStore } from './model-store-fs';
 import { Registry } from './registry';
@@ -31,6 +31,7 @@ export interface RegistryApp {
 /** Builds the registry from its configuration and starts serving. */
 export async function startRegistry(config: RegistryConfig, deps: RegistryDeps = {}): Promise<RegistryApp> {
   const logger = deps.logger ?? silentLogger();
+  const credentials = serverCredentials({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
   const store = await FsModelStore.open(config.dataDir);
   const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
   const cache =
@@ -58,6 +59,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
+    credentials,
     // Upload chunks are small; this bounds one message, not the artifact.
     maxReceiveMessageBytes: 8 * 1024 * 1024,
     interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],

@@ -29,6 +29,8 @@ export interface ConsulRegistration {
     interval: string;
     timeout: string;
     deregisterCriticalServiceAfter: string;
+    /** Check over TLS (the certificate is not verified: the check reads only the serving status). */
+    tls?: boolean;
   };
 }
 
@@ -101,6 +103,7 @@ export class ConsulClient {
               interval: registration.check.interval,
               timeout: registration.check.timeout,
               deregistercriticalserviceafter: registration.check.deregisterCriticalServiceAfter,
+              ...(registration.check.tls ? { grpcusetls: true, tlsskipverify: true } : {}),
             },
           }
         : {}),

@@ -20,6 +20,8 @@ export interface Registration {
     timeoutSeconds?: number;
     /** Consul drops the instance after it has been critical this long. @default 60 */
     deregisterCriticalAfterSeconds?: number;
+    /** The service's server speaks TLS: Consul checks it over TLS. @default false */
+    tls?: boolean;
   };
 }
 
@@ -60,6 +62,7 @@ export class ConsulRegistrar implements Registrar {
               interval: `${check.intervalSeconds ?? 5}s`,
               timeout: `${check.timeoutSeconds ?? 2}s`,
               deregisterCriticalServiceAfter: `${check.deregisterCriticalAfterSeconds ?? 60}s`,
+              tls: check.tls,
             },
     });
     this.registered.add(registration.id);

@@ -4,3 +4,4 @@ export * from './handlers';
 export * from './grpc-server';
 export * from './grpc-client';
 export * from './model-ref';
+export * from './tls';

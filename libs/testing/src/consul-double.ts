@@ -180,7 +180,9 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
       check.grpc = String(def.GRPC);
       check.intervalMs = parseConsulDuration(String(def.Interval));
       check.timeoutMs = def.Timeout ? parseConsulDuration(String(def.Timeout)) : 10_000;
-      check.client = new HealthClient(check.grpc, credentials.createInsecure());
+      // GRPCUseTLS with TLSSkipVerify, as Consul does: TLS without verifying the certificate.
+      const tls = def.GRPCUseTLS === true ? credentials.createSsl(null, null, null, { rejectUnauthorized: def.TLSSkipVerify !== true }) : credentials.createInsecure();
+      check.client = new HealthClient(check.grpc, tls);
     } else if (def.TTL) {
       check.ttlMs = parseConsulDuration(String(def.TTL));
     } else {

@@ -5,3 +5,5 @@ export * from './temp-dir';
 export * from '@maas/onnx';
 export * from './child-service';
 export * from './consul-double';
+export * from './delay-proxy';
+export * from './tls-certs';

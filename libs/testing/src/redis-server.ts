@@ -15,6 +15,8 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port after stop/kill. */
   restart(): Promise<void>;
+  /** Process id of the running server (for memory readings); undefined while stopped. */
+  readonly pid: number | undefined;
 }
 
 /** Path of redis-server, or undefined when it is not installed. */
@@ -55,6 +57,9 @@ export async function startRedis(): Promise<TestRedis> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return child?.pid;
+    },
     async stop() {
       await exit('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
