@@ -49,7 +49,8 @@ export class NodePool {
   eject(id: string, ms = this.options.ejectMs ?? 2000, reason = 'node failed a call'): void {
     const node = this.nodes.get(id);
     if (!node) return;
-    node.ejectedUntil = Date.now() + ms;
+    // A short failure ejection never cuts a longer one short.
+    node.ejectedUntil = Math.max(node.ejectedUntil, Date.now() + ms);
     this.options.logger?.warn({ node: id, address: node.instance.address, ejectMs: ms, reason }, 'node ejected');
   }
 

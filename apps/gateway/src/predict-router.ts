@@ -66,9 +66,10 @@ export class PredictRouter {
   candidates(model: string, version: number): NodeHandle[] {
     const ranked = this.ranked(`${model}:${version}`);
     const usable = ranked.filter((n) => !this.pool.isEjected(n));
-    const ordered = usable.length > 0 ? [...usable, ...ranked.filter((n) => this.pool.isEjected(n))] : ranked;
-    const homes = ordered.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
-    return [...homes, ...ordered.slice(this.k)];
+    // Ejected nodes are last resorts, never among the homes picked by load.
+    const pool = usable.length > 0 ? usable : ranked;
+    const homes = pool.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
+    return [...homes, ...pool.slice(this.k), ...(usable.length > 0 ? ranked.filter((n) => this.pool.isEjected(n)) : [])];
   }
 
   /** Leaves a node out for a while when it answers far slower than its peers on the same model version. */
