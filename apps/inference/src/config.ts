@@ -34,6 +34,12 @@ export const inferenceConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Whether idle onnxruntime intra-op threads spin (on: lowest latency on dedicated cores; off: they yield the CPU to the gRPC and other processes sharing the cores).',
   },
+  sessionThreadMinBytes: {
+    env: 'INFERENCE_SESSION_THREAD_MIN_BYTES',
+    default: 1024 * 1024,
+    parse: parse.byteSize,
+    doc: 'Versions with artifacts at least this big run on a worker thread of their own, so long runs do not stop the node’s event loop; smaller ones run inline (no hand-off). 0: every version on a thread.',
+  },
   tags: { env: 'INFERENCE_TAGS', default: [] as string[], parse: parse.list, doc: 'Comma-separated tags registered in Consul.' },
   registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry the node pulls artifacts and metadata from.' },
   drainTimeoutMs: {

@@ -44,6 +44,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     memoryBudgetBytes: config.memoryBudgetBytes,
     intraOpThreads: config.intraOpThreads,
     intraOpSpinning: config.intraOpSpinning === 'on',
+    sessionThreadMinBytes: config.sessionThreadMinBytes,
     interOpThreads: config.interOpThreads,
     logger,
   });

@@ -1,7 +1,7 @@
-import { InferenceSession } from 'onnxruntime-node';
 import type { ModelVersion, Tensor } from '@maas/proto';
-import { fromOrtTensor, isBatchable, toOrtTensor } from '@maas/tensor';
+import { isBatchable } from '@maas/tensor';
 import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
+import { openSession, type SessionRunner } from './session-runner';
 
 /** onnxruntime session settings of a node. */
 export interface SessionSettings {
@@ -11,6 +11,8 @@ export interface SessionSettings {
   interOpThreads: number;
   /** Idle intra-op threads spin (true) or sleep (false). @default true */
   intraOpSpinning?: boolean;
+  /** Versions whose artifact has at least this many bytes run on a session thread of their own. @default 1 MiB */
+  sessionThreadMinBytes?: number;
 }
 
 /**
@@ -26,7 +28,7 @@ export class LoadedModel {
 
   private constructor(
     readonly version: ModelVersion,
-    private readonly session: InferenceSession,
+    private readonly session: SessionRunner,
     /** Estimated bytes held: the artifact plus onnxruntime's copy of the weights. */
     readonly memoryBytes: number,
     onBatch: (event: BatchEvent) => void,
@@ -48,15 +50,24 @@ export class LoadedModel {
 
   /** Creates the session for an artifact already on disk. */
   static async load(version: ModelVersion, path: string, settings: SessionSettings, onBatch: (event: BatchEvent) => void): Promise<LoadedModel> {
-    const session = await InferenceSession.create(path, {
+    const options = {
       intraOpNumThreads: settings.intraOpThreads,
       interOpNumThreads: settings.interOpThreads,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
+      executionMode: 'sequential' as const,
+      graphOptimizationLevel: 'all' as const,
+      logSeverityLevel: 3 as const,
       extra: { session: { intra_op: { allow_spinning: settings.intraOpSpinning === false ? '0' : '1' } } },
-    });
+    };
+    // A thread hand-off costs tens of microseconds: worth it for models whose runs block the event
+    // loop for milliseconds, not for tiny ones. Artifact size stands in for run time.
+    const thread = Number(version.sizeBytes) >= (settings.sessionThreadMinBytes ?? 1024 * 1024);
+    const session = await openSession(path, options, { thread });
     return new LoadedModel(version, session, version.sizeBytes * 2, onBatch);
+  }
+
+  /** Where this version's runs happen. */
+  get runsOn(): 'main' | 'thread' {
+    return this.session.where;
   }
 
   get batching(): boolean {
@@ -94,9 +105,7 @@ export class LoadedModel {
     await this.session.release();
   }
 
-  private async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
-    const feeds = Object.fromEntries(inputs.map((t) => [t.name, toOrtTensor(t)]));
-    const results = await this.session.run(feeds, outputNames);
-    return outputNames.map((name) => fromOrtTensor(name, results[name]));
+  private run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    return this.session.run(inputs, outputNames);
   }
 }

@@ -105,7 +105,7 @@ export class ModelManager {
       this.events.emit('batch', { ...event, model, version: number }),
     );
     this.loaded.set(keyOf(model, number), loaded);
-    this.options.logger?.info({ model, version: number, sha256: version.sha256, memoryBytes: loaded.memoryBytes }, 'loaded model version');
+    this.options.logger?.info({ model, version: number, sha256: version.sha256, memoryBytes: loaded.memoryBytes, runsOn: loaded.runsOn }, 'loaded model version');
     this.events.emit('loaded', version);
     return loaded;
   }

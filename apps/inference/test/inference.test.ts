@@ -20,8 +20,11 @@ describe('inference node over gRPC with a real registry', () => {
   let f: NodeFixture;
   afterEach(() => f.stop());
 
-  it('answers exactly what onnxruntime answers in-process on the same inputs', async () => {
-    f = await startNodeFixture();
+  it.each([
+    ['inline', {}, 'main'],
+    ['on a session thread', { sessionThreadMinBytes: 0 }, 'thread'],
+  ])('answers exactly what onnxruntime answers in-process on the same inputs (%s)', async (_name, overrides, runsOn) => {
+    f = await startNodeFixture(overrides);
     const bytes = mlpModel({ seed: 3 });
     const version = await f.push('mlp', bytes);
     const values = seededFloats(5 * 4, 11);
@@ -37,6 +40,21 @@ describe('inference node over gRPC with a real registry', () => {
     await session.release();
     dir.remove();
     expect(floatsOf(response.outputs[0])).toEqual(Array.from(expected.output.data as Float32Array));
+    expect(f.node.manager.find('mlp', version)?.runsOn).toBe(runsOn);
+  });
+
+  it('batches concurrent requests on a session thread and gives each request its own rows', async () => {
+    f = await startNodeFixture({ sessionThreadMinBytes: 0 });
+    const version = await f.push('mlp', mlpModel({ seed: 5 }), { maxBatchSize: 16, maxQueueDelayMicros: 20_000 });
+    const inputs = Array.from({ length: 16 }, (_, i) => seededFloats(4, 300 + i));
+    const answers = await Promise.all(inputs.map((values) => f.predict('mlp', version, [floatTensor('input', [1, 4], values)])));
+    for (const i of [0, 9, 15]) {
+      const alone = await f.predict('mlp', version, [floatTensor('input', [1, 4], inputs[i])]);
+      expect(floatsOf(answers[i].outputs[0])).toEqual(floatsOf(alone.outputs[0]));
+    }
+    // Unloading stops the thread cleanly; the version loads again on demand.
+    expect(await f.node.manager.unload('mlp', version)).toBe(true);
+    expect((await f.predict('mlp', version, [floatTensor('input', [1, 4], inputs[0])])).outputs[0].shape).toEqual([1, 3]);
   });
 
   it('batches 64 concurrent requests into few runs and gives each request its own rows', async () => {

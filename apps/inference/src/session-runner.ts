@@ -1,0 +1,132 @@
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import type { Tensor } from '@maas/proto';
+import { UnavailableError } from '@maas/rpc';
+import { fromOrtTensor, toOrtTensor } from '@maas/tensor';
+
+/** Runs stacked requests on one onnxruntime session. */
+export interface SessionRunner {
+  /** Where runs happen: on the event loop's thread, or on a thread of their own. */
+  readonly where: 'main' | 'thread';
+  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]>;
+  release(): Promise<void>;
+}
+
+type SessionOptions = InferenceSession.SessionOptions;
+
+/**
+ * onnxruntime-node runs a session synchronously on the calling thread: cheap
+ * for small models (no hand-off), but the event loop stops for the whole run.
+ */
+class MainThreadSession implements SessionRunner {
+  readonly where = 'main' as const;
+
+  constructor(private readonly session: InferenceSession) {}
+
+  async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    const feeds = Object.fromEntries(inputs.map((t) => [t.name, toOrtTensor(t)]));
+    const results = await this.session.run(feeds, outputNames);
+    return outputNames.map((name) => fromOrtTensor(name, results[name]));
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+/** A tensor crossing the thread boundary (see session-thread.cjs). */
+interface Packed {
+  name: string;
+  type: OrtTensor.Type;
+  dims: readonly number[];
+  data: OrtTensor.DataType;
+}
+
+type FromThread =
+  | { kind: 'ready' }
+  | { kind: 'failed'; message: string }
+  | { kind: 'result'; id: number; outputs: Packed[] }
+  | { kind: 'error'; id: number; message: string }
+  | { kind: 'released' };
+
+/**
+ * The session on a worker thread of its own: the event loop keeps receiving
+ * and answering requests while a run is in progress, at the price of one
+ * copy of the inputs and outputs and a thread hand-off per run.
+ */
+class ThreadSession implements SessionRunner {
+  readonly where = 'thread' as const;
+  private readonly pending = new Map<number, { resolve(outputs: Tensor[]): void; reject(err: unknown): void }>();
+  private nextId = 1;
+  private gone?: Error;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (message: FromThread) => {
+      if (message.kind !== 'result' && message.kind !== 'error') return;
+      const waiter = this.pending.get(message.id);
+      if (!waiter) return;
+      this.pending.delete(message.id);
+      if (message.kind === 'error') waiter.reject(new Error(message.message));
+      else waiter.resolve(message.outputs.map((t) => fromOrtTensor(t.name, new OrtTensor(t.type, t.data as never, t.dims))));
+    });
+    const fail = (why: string) => {
+      this.gone = new UnavailableError(`the session thread of this model version stopped (${why}); retry on another node`);
+      for (const waiter of this.pending.values()) waiter.reject(this.gone);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => fail(err.message));
+    worker.on('exit', (code) => fail(`exit code ${code}`));
+  }
+
+  static open(path: string, options: SessionOptions): Promise<ThreadSession> {
+    const worker = new Worker(join(__dirname, 'session-thread.cjs'), { workerData: { path, options } });
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number) => reject(new Error(`session thread exited with code ${code} while loading ${path}`));
+      worker.once('exit', onExit);
+      worker.once('error', reject);
+      worker.once('message', (message: FromThread) => {
+        worker.off('exit', onExit);
+        worker.off('error', reject);
+        if (message.kind === 'ready') return resolve(new ThreadSession(worker));
+        void worker.terminate();
+        reject(new Error(message.kind === 'failed' ? message.message : `unexpected first message ${message.kind} from the session thread`));
+      });
+    });
+  }
+
+  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    if (this.gone) return Promise.reject(this.gone);
+    const transfer: ArrayBuffer[] = [];
+    const feeds: Packed[] = inputs.map((t) => {
+      const ort = toOrtTensor(t);
+      if (ort.type === 'string') return { name: t.name, type: ort.type, dims: ort.dims, data: ort.data };
+      // The request bytes are a view into a larger receive buffer: copy them once, then move the copy.
+      const data = (ort.data as Exclude<OrtTensor.DataType, string[]>).slice();
+      transfer.push(data.buffer as ArrayBuffer);
+      return { name: t.name, type: ort.type, dims: ort.dims, data };
+    });
+    const id = this.nextId++;
+    return new Promise<Tensor[]>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ kind: 'run', id, feeds, outputNames }, transfer);
+    });
+  }
+
+  async release(): Promise<void> {
+    if (this.gone) return;
+    const released = new Promise<void>((resolve) => {
+      this.worker.on('message', (message: FromThread) => message.kind === 'released' && resolve());
+      this.worker.once('exit', () => resolve());
+    });
+    this.worker.postMessage({ kind: 'release' });
+    await released;
+    await this.worker.terminate();
+  }
+}
+
+/** Opens a session on the event loop's thread or, with `thread`, on a worker thread of its own. */
+export async function openSession(path: string, options: SessionOptions, opts: { thread: boolean }): Promise<SessionRunner> {
+  if (opts.thread) return ThreadSession.open(path, options);
+  return new MainThreadSession(await InferenceSession.create(path, options));
+}
