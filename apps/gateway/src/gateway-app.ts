@@ -7,7 +7,7 @@ import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, S
 import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { clientCredentials, GrpcServer, serverCredentials, tlsEnabled, checkTlsFiles } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
@@ -72,7 +72,8 @@ async function loadKeys(config: GatewayConfig): Promise<ApiKeyEntry[]> {
 
 /** Builds the gateway from its configuration and starts serving. */
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayApp> {
-  checkTlsFiles({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
+  const tls = tlsFilesOf(config);
+  checkTlsFiles(tls);
   const logger = deps.logger ?? silentLogger();
   const discovery =
     deps.discovery ??
@@ -81,7 +82,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       static: { [SERVICE_INFERENCE]: config.inferenceNodes, [SERVICE_REGISTRY]: [config.registryAddress] },
       logger,
     });
-  const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth };
   const internalCredentials = clientCredentials(tls);
   const registry = new RegistryEndpoint(discovery, config.registryAddress, internalCredentials);
   let cache: MetadataCache | undefined;

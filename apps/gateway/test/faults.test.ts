@@ -1,11 +1,26 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { ConsulRegistrar, SERVICE_INFERENCE } from '@maas/discovery';
-import { DataType } from '@maas/proto';
+import { DataType, type GatewayServiceClient } from '@maas/proto';
 import { callUnary } from '@maas/rpc';
 import { mlpModel, startDelayProxy, waitFor } from '@maas/testing';
 import { homeNodes } from '../src/rendezvous-router';
 import { startStack, withKey, type Stack } from './stack-fixture';
+
+/** One Predict of the tiny MLP through the gateway, with the predict key. */
+function predictOnce(stack: Stack, gateway: InstanceType<typeof GatewayServiceClient>, model: string) {
+  return callUnary(
+    gateway.predict.bind(gateway),
+    {
+      model,
+      version: 0,
+      alias: '',
+      inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
+      outputNames: [],
+    },
+    { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
+  );
+}
 
 /** Steady Predict load from a few concurrent callers, counting answers, failures and latencies. */
 function steadyLoad(stack: Stack, model: string, callers = 4) {
@@ -15,17 +30,7 @@ function steadyLoad(stack: Stack, model: string, callers = 4) {
     while (!state.stop) {
       const started = performance.now();
       try {
-        await callUnary(
-          gateway.predict.bind(gateway),
-          {
-            model,
-            version: 0,
-            alias: '',
-            inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
-            outputNames: [],
-          },
-          { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
-        );
+        await predictOnce(stack, gateway, model);
         state.ok += 1;
         state.latencies.push(performance.now() - started);
       } catch (err) {
@@ -123,18 +128,7 @@ describe('faults under load (registry, two node processes, Redis, Consul double,
   it('serves the same client channel again, without the caller retrying, after the gateway restarts', async () => {
     await stack.push('restart', mlpModel(), {}, ['production']);
     const { gateway } = stack.client();
-    const predict = () =>
-      callUnary(
-        gateway.predict.bind(gateway),
-        {
-          model: 'restart',
-          version: 0,
-          alias: '',
-          inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
-          outputNames: [],
-        },
-        { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
-      );
+    const predict = () => predictOnce(stack, gateway, 'restart');
     for (let i = 0; i < 20; i++) await predict();
     const oldGateway = stack.gateway;
     await stack.restartGateway();

@@ -3,7 +3,7 @@ import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discover
 import { InferenceServiceService } from '@maas/proto';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { GrpcServer, clientCredentials, serverCredentials, tlsEnabled, checkTlsFiles } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -35,9 +35,9 @@ export interface InferenceNode {
 
 /** Builds an inference node from its configuration and starts serving. */
 export async function startInferenceNode(config: InferenceConfig, deps: InferenceDeps = {}): Promise<InferenceNode> {
-  checkTlsFiles({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
+  const tls = tlsFilesOf(config);
+  checkTlsFiles(tls);
   const logger = deps.logger ?? silentLogger();
-  const tls = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth };
   const registry = new RegistryClient(config.registryAddress, { credentials: clientCredentials(tls) });
   const artifacts = new ArtifactCache(config.cacheDir || join('.maas', `node-${config.port || process.pid}`), registry);
   const manager = new ModelManager(registry, artifacts, {

@@ -36,7 +36,7 @@ export class LoadedModel {
     const runtime = version.runtime;
     const batching = isBatchable(version.inputs, version.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
     this.batcher = new DynamicBatcher(
-      (inputs, outputNames) => this.run(inputs, outputNames),
+      (inputs, outputNames) => this.session.run(inputs, outputNames),
       {
         batching,
         maxBatchSize: runtime?.maxBatchSize || 1,
@@ -103,9 +103,5 @@ export class LoadedModel {
     await this.drained();
     this.batcher.close();
     await this.session.release();
-  }
-
-  private run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
-    return this.session.run(inputs, outputNames);
   }
 }

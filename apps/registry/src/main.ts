@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { ConfigError } from '@maas/config';
 import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
-import { setUnexpectedErrorReporter } from '@maas/rpc';
+import { setUnexpectedErrorReporter, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { loadRegistryConfig } from './config';
 import { startRegistry } from './registry-app';
 
@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const registrar = createRegistrar({ consulAddress: config.consulAddress || undefined, logger });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port: app.port };
   const id = `registry-${hostname()}-${advertised.port}`;
-  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: { tls: Boolean(config.tlsCertFile) } });
+  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: { tls: tlsEnabled(tlsFilesOf(config)) } });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

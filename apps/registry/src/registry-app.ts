@@ -1,7 +1,7 @@
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
-import { GrpcServer, serverCredentials } from '@maas/rpc';
+import { GrpcServer, serverCredentials, tlsFilesOf } from '@maas/rpc';
 import type { RegistryConfig } from './config';
 import { FsModelStore } from './model-store-fs';
 import { Registry } from './registry';
@@ -31,7 +31,7 @@ export interface RegistryApp {
 /** Builds the registry from its configuration and starts serving. */
 export async function startRegistry(config: RegistryConfig, deps: RegistryDeps = {}): Promise<RegistryApp> {
   const logger = deps.logger ?? silentLogger();
-  const credentials = serverCredentials({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth });
+  const credentials = serverCredentials(tlsFilesOf(config));
   const store = await FsModelStore.open(config.dataDir);
   const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
   const cache =

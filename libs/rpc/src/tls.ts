@@ -20,6 +20,19 @@ function read(path: string, what: string): Buffer {
   }
 }
 
+/** The TLS fields every service's configuration has (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE, TLS_CLIENT_AUTH). */
+export interface TlsConfig {
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  tlsCaFile: string;
+  tlsClientAuth: 'none' | 'require';
+}
+
+/** The {@link TlsFiles} a service's configuration names. */
+export function tlsFilesOf(config: TlsConfig): TlsFiles {
+  return { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.tlsCaFile, clientAuth: config.tlsClientAuth };
+}
+
 /** Whether the files turn TLS on for the server side. */
 export function tlsEnabled(files: TlsFiles): boolean {
   return Boolean(files.certFile || files.keyFile);
