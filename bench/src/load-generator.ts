@@ -73,7 +73,8 @@ async function main(): Promise<void> {
   await Promise.all(Array.from({ length: job.concurrency }, worker));
   close();
   const result = summarise(latencies, job.durationMs / 1000, errors);
-  process.stdout.write(`${JSON.stringify({ ...result, maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
+  const usage = process.resourceUsage();
+  process.stdout.write(`${JSON.stringify({ ...result, maxRss: usage.maxRSS * 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6 })}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -1,8 +1,12 @@
 // Baseline A: onnxruntime-node in this process, no gRPC at all. Runs
-// `concurrency` concurrent session.run loops on one session and prints one
-// JSON RunResult.
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+// `concurrency` concurrent session.run loops on one session, or spread over
+// `instances` sessions on a worker thread each (the layout a node uses for a
+// version with instance_count > 1), and prints one JSON RunResult.
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { summarise } from './stats';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { openLoop } = require('./raw-ort-loop.cjs') as { openLoop(job: RawJob): Promise<{ measure(startAt: number): Promise<number[]> }> };
 
 interface RawJob {
   modelPath: string;
@@ -12,32 +16,37 @@ interface RawJob {
   warmupMs: number;
   durationMs: number;
   intraOpThreads: number;
+  /** Sessions, one per worker thread; 1 runs the session on this thread. @default 1 */
+  instances?: number;
+}
+
+/** A session on a worker thread of its own, measuring once told when to start. */
+function threadLoop(job: RawJob): Promise<{ measure(startAt: number): Promise<number[]> }> {
+  const worker = new Worker(join(__dirname, 'raw-ort-loop.cjs'), { workerData: job });
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', () =>
+      resolve({
+        measure: (startAt) =>
+          new Promise<number[]>((done, fail) => {
+            worker.once('message', done);
+            worker.once('error', fail);
+            worker.postMessage(startAt);
+          }),
+      }),
+    );
+  });
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2]) as RawJob;
-  const session = await InferenceSession.create(job.modelPath, {
-    intraOpNumThreads: job.intraOpThreads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-  });
-  const elements = job.inputShape.reduce((a, b) => a * b, 1);
-  const values = Float32Array.from({ length: elements }, (_, i) => Math.sin(i));
-  const latencies: number[] = [];
-  const started = performance.now();
-  const measureFrom = started + job.warmupMs;
-  const end = measureFrom + job.durationMs;
-  const worker = async () => {
-    while (performance.now() < end) {
-      const t0 = performance.now();
-      await session.run({ [job.inputName]: new Tensor('float32', values, job.inputShape) });
-      if (t0 >= measureFrom) latencies.push(performance.now() - t0);
-    }
-  };
-  await Promise.all(Array.from({ length: job.concurrency }, worker));
-  await session.release();
+  const instances = Math.max(1, job.instances ?? 1);
+  // The concurrent loops are shared out over the instances; all of them measure the same window.
+  const share = (i: number) => Math.max(1, Math.floor(job.concurrency / instances) + (i < job.concurrency % instances ? 1 : 0));
+  const loops =
+    instances === 1 ? [await openLoop(job)] : await Promise.all(Array.from({ length: instances }, (_, i) => threadLoop({ ...job, concurrency: share(i) })));
+  const startAt = Date.now();
+  const latencies = (await Promise.all(loops.map((l) => l.measure(startAt)))).flat();
   process.stdout.write(`${JSON.stringify({ ...summarise(latencies, job.durationMs / 1000), maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
 }
 

@@ -9,6 +9,8 @@ export interface RunResult {
   p99: number;
   /** Peak RSS of the load-generating process, bytes. */
   maxRss?: number;
+  /** CPU time the load-generating process used over its whole life, seconds. */
+  cpuSeconds?: number;
 }
 
 /** The q-quantile (0..1) of sorted samples, nearest-rank. */

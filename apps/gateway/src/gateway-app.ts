@@ -141,6 +141,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
     interceptors: [rpcLoggingInterceptor(logger), new RpcMetrics(metricsRegistry).interceptor()],
+    // Requests carrying large tensors stream in without waiting on window updates every 64 KiB.
+    receiveWindowBytes: 16 * 1024 * 1024,
   });
   server.addService('maas.v1.GatewayService', GatewayServiceService, gatewayService.handlers());
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined)).handlers());

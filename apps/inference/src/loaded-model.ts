@@ -61,13 +61,20 @@ export class LoadedModel {
     // A thread hand-off costs tens of microseconds: worth it for models whose runs block the event
     // loop for milliseconds, not for tiny ones. Artifact size stands in for run time.
     const thread = Number(version.sizeBytes) >= (settings.sessionThreadMinBytes ?? 1024 * 1024);
-    const session = await openSession(path, options, { thread });
-    return new LoadedModel(version, session, version.sizeBytes * 2, onBatch);
+    // instance_count sessions, each with its own copy of the weights and its own intra-op threads.
+    const instances = Math.max(1, version.runtime?.instanceCount ?? 1);
+    const session = await openSession(path, options, { thread, instances });
+    return new LoadedModel(version, session, version.sizeBytes * (1 + instances), onBatch);
   }
 
   /** Where this version's runs happen. */
   get runsOn(): 'main' | 'thread' {
     return this.session.where;
+  }
+
+  /** Sessions of this version that run side by side (its instance_count). */
+  get instances(): number {
+    return this.session.instances;
   }
 
   get batching(): boolean {

@@ -5,10 +5,14 @@ import type { Tensor } from '@maas/proto';
 import { UnavailableError } from '@maas/rpc';
 import { fromOrtTensor, toOrtTensor } from '@maas/tensor';
 
-/** Runs stacked requests on one onnxruntime session. */
+/** Runs stacked requests on onnxruntime sessions of one model version. */
 export interface SessionRunner {
-  /** Where runs happen: on the event loop's thread, or on a thread of their own. */
+  /** Where runs happen: on the event loop's thread, or on threads of their own. */
   readonly where: 'main' | 'thread';
+  /** Sessions (model instances) that can run at the same time. */
+  readonly instances: number;
+  /** Runs in progress on each instance, in instance order. */
+  busy(): number[];
   run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]>;
   release(): Promise<void>;
 }
@@ -21,13 +25,24 @@ type SessionOptions = InferenceSession.SessionOptions;
  */
 class MainThreadSession implements SessionRunner {
   readonly where = 'main' as const;
+  readonly instances = 1;
+  private running = 0;
 
   constructor(private readonly session: InferenceSession) {}
 
+  busy(): number[] {
+    return [this.running];
+  }
+
   async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
     const feeds = Object.fromEntries(inputs.map((t) => [t.name, toOrtTensor(t)]));
-    const results = await this.session.run(feeds, outputNames);
-    return outputNames.map((name) => fromOrtTensor(name, results[name]));
+    this.running += 1;
+    try {
+      const results = await this.session.run(feeds, outputNames);
+      return outputNames.map((name) => fromOrtTensor(name, results[name]));
+    } finally {
+      this.running -= 1;
+    }
   }
 
   release(): Promise<void> {
@@ -57,6 +72,7 @@ type FromThread =
  */
 class ThreadSession implements SessionRunner {
   readonly where = 'thread' as const;
+  readonly instances = 1;
   private readonly pending = new Map<number, { resolve(outputs: Tensor[]): void; reject(err: unknown): void }>();
   private nextId = 1;
   private gone?: Error;
@@ -95,6 +111,10 @@ class ThreadSession implements SessionRunner {
     });
   }
 
+  busy(): number[] {
+    return [this.pending.size];
+  }
+
   run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
     if (this.gone) return Promise.reject(this.gone);
     const transfer: ArrayBuffer[] = [];
@@ -125,8 +145,60 @@ class ThreadSession implements SessionRunner {
   }
 }
 
-/** Opens a session on the event loop's thread or, with `thread`, on a worker thread of its own. */
-export async function openSession(path: string, options: SessionOptions, opts: { thread: boolean }): Promise<SessionRunner> {
-  if (opts.thread) return ThreadSession.open(path, options);
+/**
+ * Several instances of one model version, each a session on a thread of its
+ * own with its own intra-op pool: runs go to the least busy instance, so
+ * concurrent batches run side by side instead of splitting every operator
+ * across threads that wait for each other.
+ */
+class SessionPool implements SessionRunner {
+  readonly where = 'thread' as const;
+
+  constructor(private readonly sessions: ThreadSession[]) {}
+
+  get instances(): number {
+    return this.sessions.length;
+  }
+
+  busy(): number[] {
+    return this.sessions.map((s) => s.busy()[0]);
+  }
+
+  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    let pick = this.sessions[0];
+    for (const s of this.sessions) if (s.busy()[0] < pick.busy()[0]) pick = s;
+    return pick.run(inputs, outputNames);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all(this.sessions.map((s) => s.release()));
+  }
+}
+
+/** Where and how many times to open a model version's session. */
+export interface SessionPlacement {
+  /** Run on a worker thread rather than the event loop's thread. */
+  thread: boolean;
+  /** Sessions that run side by side; more than one always means threads. @default 1 */
+  instances?: number;
+}
+
+/**
+ * Opens a model version's session on the event loop's thread, on a worker
+ * thread of its own, or as several instances on one thread each.
+ */
+export async function openSession(path: string, options: SessionOptions, placement: SessionPlacement): Promise<SessionRunner> {
+  const instances = Math.max(1, placement.instances ?? 1);
+  if (instances > 1) {
+    const opened = await Promise.allSettled(Array.from({ length: instances }, () => ThreadSession.open(path, options)));
+    const sessions = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) {
+      await Promise.all(sessions.map((s) => s.release()));
+      throw failed.reason;
+    }
+    return new SessionPool(sessions);
+  }
+  if (placement.thread) return ThreadSession.open(path, options);
   return new MainThreadSession(await InferenceSession.create(path, options));
 }

@@ -57,6 +57,26 @@ describe('inference node over gRPC with a real registry', () => {
     expect((await f.predict('mlp', version, [floatTensor('input', [1, 4], inputs[0])])).outputs[0].shape).toEqual([1, 3]);
   });
 
+  it('runs a version with instance_count 2 as two sessions on threads of their own, each request getting its own rows', async () => {
+    f = await startNodeFixture();
+    const bytes = mlpModel({ seed: 6 });
+    const version = await f.push('mlp', bytes, { maxBatchSize: 1, instanceCount: 2 });
+    const inputs = Array.from({ length: 12 }, (_, i) => seededFloats(4, 500 + i));
+    const answers = await Promise.all(inputs.map((values) => f.predict('mlp', version, [floatTensor('input', [1, 4], values)])));
+    const loaded = f.node.manager.find('mlp', version)!;
+    expect({ runsOn: loaded.runsOn, instances: loaded.instances, memoryBytes: loaded.memoryBytes }).toEqual({ runsOn: 'thread', instances: 2, memoryBytes: bytes.length * 3 });
+    const dir = tempDir();
+    const path = join(dir.path, 'mlp.onnx');
+    writeFileSync(path, bytes);
+    const session = await InferenceSession.create(path);
+    for (const i of [0, 5, 11]) {
+      const expected = await session.run({ input: new OrtTensor('float32', inputs[i], [1, 4]) });
+      expect(floatsOf(answers[i].outputs[0])).toEqual(Array.from(expected.output.data as Float32Array));
+    }
+    await session.release();
+    dir.remove();
+  });
+
   it('batches 64 concurrent requests into few runs and gives each request its own rows', async () => {
     f = await startNodeFixture();
     const version = await f.push('mlp', mlpModel({ seed: 5 }), { maxBatchSize: 64, maxQueueDelayMicros: 20_000 });

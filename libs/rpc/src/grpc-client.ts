@@ -54,6 +54,9 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
 }
 
 /** Channel options every internal client uses. */
+/** HTTP/2 receive window of every client channel, bytes. */
+export const CLIENT_RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+
 export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): ClientOptions {
   return {
     'grpc.max_receive_message_length': maxMessageBytes,
@@ -62,6 +65,8 @@ export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): Client
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5_000,
+    // Large answers (a model's output tensors) arrive without waiting on window updates every 64 KiB.
+    'grpc-node.flow_control_window': CLIENT_RECEIVE_WINDOW_BYTES,
   };
 }
 

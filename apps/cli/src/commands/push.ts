@@ -15,6 +15,7 @@ interface PushOptions {
   maxBatchSize?: string;
   maxQueueDelayUs?: string;
   maxQueueSize?: string;
+  instanceCount?: string;
   create: boolean;
 }
 
@@ -40,6 +41,7 @@ export function registerPushCommand(program: Command, run: Run): void {
     .option('-d, --description <text>', 'version description', '')
     .option('--max-batch-size <n>', 'dynamic batching: most rows per run (1 turns batching off)')
     .option('--max-queue-delay-us <n>', 'dynamic batching: longest wait for a batch, in microseconds')
+    .option('--instance-count <n>', 'sessions of the version each node runs side by side (own weights and threads each)')
     .option('--max-queue-size <n>', 'requests that may wait per version before RESOURCE_EXHAUSTED')
     .option('--no-create', 'fail if the model does not exist instead of creating it')
     .action((model: string, file: string, opts: PushOptions) =>
@@ -53,7 +55,7 @@ export function registerPushCommand(program: Command, run: Run): void {
         const runtime = {
           maxBatchSize: integerOption(opts.maxBatchSize, '--max-batch-size'),
           maxQueueDelayMicros: integerOption(opts.maxQueueDelayUs, '--max-queue-delay-us'),
-          instanceCount: 0,
+          instanceCount: integerOption(opts.instanceCount, '--instance-count'),
           maxQueueSize: integerOption(opts.maxQueueSize, '--max-queue-size'),
         };
         const sha256 = await sha256Of(file);

@@ -89,7 +89,10 @@ export interface RuntimeConfig {
   maxBatchSize: number;
   /** How long the first queued request may wait for others to join its batch. */
   maxQueueDelayMicros: number;
-  /** Concurrent runs of this version on one node. */
+  /**
+   * Sessions of this version on one node that run side by side, each with its
+   * own copy of the weights and its own intra-op threads.
+   */
   instanceCount: number;
   /** Requests that may wait in this version's queue on one node. */
   maxQueueSize: number;
