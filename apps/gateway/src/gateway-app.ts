@@ -4,15 +4,15 @@ import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
-import { GatewayServiceService, kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
-import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
+import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
 import { GatewayAuth } from './gateway-auth';
-import { contextOf, GatewayService } from './gateway-service';
+import { contextOf, GatewayService, GatewayServiceServed } from './gateway-service';
 import { KserveV2Service } from './kserve/kserve-v2-service';
 import { NodePool } from './node-pool';
 import { PredictRouter } from './predict-router';
@@ -140,11 +140,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     credentials: serverCredentials(tls),
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
-    interceptors: [rpcLoggingInterceptor(logger), new RpcMetrics(metricsRegistry).interceptor()],
+    interceptors: [rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) })],
     // Requests carrying large tensors stream in without waiting on window updates every 64 KiB.
     receiveWindowBytes: 16 * 1024 * 1024,
   });
-  server.addService('maas.v1.GatewayService', GatewayServiceService, gatewayService.handlers());
+  server.addService('maas.v1.GatewayService', GatewayServiceServed, gatewayService.handlers());
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined)).handlers());
   const kserveService = new KserveV2Service({
     authorize: (call, scope) => void auth.authorize(call, scope),

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { Metadata, type Server, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, type handleUnaryCall, type Server } from '@grpc/grpc-js';
 import {
-  GatewayServiceService,
+  encodePredictResponse,
+  GatewayServiceWire,
   type GatewayServiceServer,
   type ModelMetadataRequest,
   type ModelMetadataResponse,
@@ -28,6 +29,15 @@ export function contextOf(call: ServerSurfaceCall): CallContext {
   return { deadline: callDeadlineMs(call), signal: callSignal(call), metadata };
 }
 
+/**
+ * `maas.v1.GatewayService` as the gateway serves it: Predict's answer may be
+ * the bytes of a PredictResponse that a node encoded, sent on unchanged.
+ */
+export const GatewayServiceServed = {
+  ...GatewayServiceWire,
+  predict: { ...GatewayServiceWire.predict, responseSerialize: (answer: PredictResponse | Buffer): Buffer => (Buffer.isBuffer(answer) ? answer : encodePredictResponse(answer)) },
+};
+
 /** `maas.v1.GatewayService`: the public inference API. */
 export class GatewayService {
   constructor(
@@ -38,12 +48,13 @@ export class GatewayService {
   ) {}
 
   addToServer(server: Server): void {
-    server.addService(GatewayServiceService, this.handlers());
+    server.addService(GatewayServiceServed, this.handlers());
   }
 
   handlers(): GatewayServiceServer {
     return {
-      predict: unary('Predict', (req: PredictRequest, call: ServerUnaryCall<PredictRequest, PredictResponse>) => this.predict(req, call)),
+      // Answers with encoded bytes, which GatewayServiceServed's serializer sends as they are.
+      predict: unary<PredictRequest, Buffer>('Predict', (req, call) => this.predict(req, call)) as unknown as handleUnaryCall<PredictRequest, PredictResponse>,
       modelMetadata: unary('ModelMetadata', (req: ModelMetadataRequest, call) => this.modelMetadata(req, call)),
       listModels: unary('ListModels', (req, call) => {
         this.auth.authorize(call, 'predict');
@@ -56,9 +67,10 @@ export class GatewayService {
     };
   }
 
-  predict(req: PredictRequest, call: ServerSurfaceCall): Promise<PredictResponse> {
+  /** Predict's answer: the node's PredictResponse bytes, passed through (see {@link GatewayServiceServed}). */
+  predict(req: PredictRequest, call: ServerSurfaceCall): Promise<Buffer> {
     this.auth.authorize(call, 'predict');
-    return this.router.predict(req, contextOf(call));
+    return this.router.predictEncoded(req, contextOf(call));
   }
 
   async modelMetadata(req: ModelMetadataRequest, call: ServerSurfaceCall): Promise<ModelMetadataResponse> {

@@ -1,13 +1,13 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { InferenceServiceClient } from '@maas/proto';
+import { InferenceServiceWireClient, type InferenceServiceClient } from '@maas/proto';
 import { defaultClientOptions } from '@maas/rpc';
 import type { Logger } from 'pino';
 
 /** One inference node the gateway can route to. */
 export interface NodeHandle {
   instance: ServiceInstance;
-  client: InstanceType<typeof InferenceServiceClient>;
+  client: InferenceServiceClient;
   /** Requests the gateway has in flight on it. */
   inFlight: number;
   /** Set after a connection failure: skipped for routing until then (epoch ms). */
@@ -75,7 +75,7 @@ export class NodePool {
         continue;
       }
       existing?.client.close();
-      const client = new InferenceServiceClient(
+      const client = new InferenceServiceWireClient(
         instance.address,
         this.options.credentials ?? grpcCredentials.createInsecure(),
         defaultClientOptions(this.options.maxMessageBytes),

@@ -1,6 +1,6 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import type { ModelVersion, PredictRequest, PredictResponse } from '@maas/proto';
-import { callUnary, DeadlineExceededError, InvalidArgumentError, statusOf, UnavailableError, validateAlias, validateModelName } from '@maas/rpc';
+import { decodePredictResponse, encodePredictRequest, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { callUnary, type UnaryMethod, DeadlineExceededError, InvalidArgumentError, statusOf, UnavailableError, validateAlias, validateModelName } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from './node-pool';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
@@ -9,6 +9,14 @@ import type { VersionResolver } from './version-resolver';
 
 /** Codes after which the same request may go to another node: the node could not take it. */
 const RETRYABLE = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.CANCELLED]);
+
+const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
+const asIs = (bytes: Buffer): Buffer => bytes;
+
+/** A node's Predict that leaves the answer encoded. */
+function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, Buffer> {
+  return (request, metadata, options, callback) => node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) => callback(err, bytes!));
+}
 
 /** What the caller's call gives the router: deadline, cancellation and metadata to forward. */
 export interface CallContext {
@@ -93,7 +101,17 @@ export class PredictRouter {
     return nodes;
   }
 
+  /** Routes a Predict and answers with the node's PredictResponse, decoded. */
   async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
+    return decodePredictResponse(await this.predictEncoded(request, ctx));
+  }
+
+  /**
+   * Routes a Predict and answers with the node's PredictResponse bytes as
+   * they arrived: the gateway passes output tensors through without decoding
+   * and re-encoding them.
+   */
+  async predictEncoded(request: PredictRequest, ctx: CallContext): Promise<Buffer> {
     const deadline = Number.isFinite(ctx.deadline) ? ctx.deadline : Date.now() + (this.options.defaultTimeoutMs ?? 30_000);
     const version = await this.resolve(request, { ...ctx, deadline });
     const candidates = this.candidates(version.model, version.version);
@@ -108,7 +126,7 @@ export class PredictRouter {
       node.inFlight += 1;
       const started = performance.now();
       try {
-        const answer = await callUnary(node.client.predict.bind(node.client), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
+        const answer = await callUnary(predictBytes(node), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
         this.noteLatency(key, node, performance.now() - started);
         return answer;
       } catch (err) {

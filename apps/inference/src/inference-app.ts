@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
-import { InferenceServiceService } from '@maas/proto';
-import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { InferenceServiceWire } from '@maas/proto';
+import { createMetricsRegistry, rpcInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
@@ -57,13 +57,13 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     credentials: serverCredentials(tls),
     maxReceiveMessageBytes: 64 * 1024 * 1024,
     maxSendMessageBytes: 64 * 1024 * 1024,
-    interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
+    interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
     // onnxruntime-node runs block the event loop; a wide window lets clients keep sending meanwhile.
     receiveWindowBytes: 16 * 1024 * 1024,
   });
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId);
-  server.addService('maas.v1.InferenceService', InferenceServiceService, service.handlers());
+  server.addService('maas.v1.InferenceService', InferenceServiceWire, service.handlers());
   const port = await server.start();
   nodeId = nodeIdOf(config, port);
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };

@@ -1,6 +1,6 @@
 import type { Server, ServerUnaryCall } from '@grpc/grpc-js';
 import {
-  InferenceServiceService,
+  InferenceServiceWire,
   type InferenceServiceServer,
   type LoadedModel as LoadedModelInfo,
   type ModelMetadataRequest,
@@ -37,7 +37,7 @@ export class InferenceService {
   ) {}
 
   addToServer(server: Server): void {
-    server.addService(InferenceServiceService, this.handlers());
+    server.addService(InferenceServiceWire, this.handlers());
   }
 
   handlers(): InferenceServiceServer {

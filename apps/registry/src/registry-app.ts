@@ -1,5 +1,5 @@
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
-import { createMetricsRegistry, rpcLoggingInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer, serverCredentials, tlsFilesOf } from '@maas/rpc';
 import type { RegistryConfig } from './config';
@@ -62,7 +62,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
     credentials,
     // Upload chunks are small; this bounds one message, not the artifact.
     maxReceiveMessageBytes: 8 * 1024 * 1024,
-    interceptors: [rpcLoggingInterceptor(logger), rpcMetrics.interceptor()],
+    interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
   });
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryService(registry).handlers());
   const port = await server.start();

@@ -2,5 +2,5 @@ export * from './logger';
 export * from './metrics-registry';
 export * from './metrics-server';
 export * from './rpc-metrics';
-export * from './rpc-logging';
+export * from './rpc-interceptor';
 export * from './stat-metrics';

@@ -3,9 +3,10 @@ import { InferenceServiceClient, InferenceServiceService, type InferenceServiceS
 import { GrpcServer, NotFoundError, unary } from '@maas/rpc';
 import { createMetricsRegistry } from './metrics-registry';
 import { startMetricsServer, type MetricsServer } from './metrics-server';
+import { rpcInterceptor } from './rpc-interceptor';
 import { RpcMetrics } from './rpc-metrics';
 
-describe('RpcMetrics interceptor', () => {
+describe('rpcInterceptor feeding RpcMetrics', () => {
   let server: GrpcServer;
   let metricsServer: MetricsServer;
   let client: InstanceType<typeof InferenceServiceClient>;
@@ -13,7 +14,7 @@ describe('RpcMetrics interceptor', () => {
   beforeAll(async () => {
     const registry = createMetricsRegistry('test', { defaultMetrics: false });
     const metrics = new RpcMetrics(registry);
-    server = new GrpcServer({ interceptors: [metrics.interceptor()] });
+    server = new GrpcServer({ interceptors: [rpcInterceptor({ metrics })] });
     const notImplemented = () => Promise.reject(new Error('not part of this test'));
     const impl: InferenceServiceServer = {
       predict: unary('Predict', notImplemented),

@@ -1,4 +1,4 @@
-import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { Counter, Histogram, type Registry } from 'prom-client';
 
 /** Latency buckets in seconds, from 100 µs to 30 s. */
@@ -34,11 +34,12 @@ export function modelOf(message: unknown): { model: string; version: string } {
 
 /**
  * Per-RPC request counters and latency histograms, labelled by method,
- * model, version and gRPC status code.
+ * model, version and gRPC status code; fed by {@link rpcInterceptor}.
  */
 export class RpcMetrics {
   readonly requests: Counter<'method' | 'model' | 'version' | 'code'>;
   readonly duration: Histogram<'method' | 'model' | 'code'>;
+  private readonly series = new Map<string, { requests: { inc(): void }; duration: { observe(seconds: number): void } }>();
 
   constructor(registry: Registry) {
     this.requests = new Counter({
@@ -58,39 +59,16 @@ export class RpcMetrics {
 
   /** Records one finished call. */
   observe(method: string, model: string, version: string, code: number, seconds: number): void {
-    const codeName = grpcCodeName(code);
-    this.requests.inc({ method, model, version, code: codeName });
-    this.duration.observe({ method, model, code: codeName }, seconds);
-  }
-
-  /**
-   * A grpc-js server interceptor recording every call. The model and version
-   * labels come from the first request message's `model` and `version`
-   * fields when it has them (Predict, ModelMetadata, LoadModel, ...).
-   */
-  interceptor(): ServerInterceptor {
-    return (descriptor, call) => {
-      const started = process.hrtime.bigint();
-      const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
-      let model = '';
-      let version = '';
-      return new ServerInterceptingCall(call, {
-        start: (next) =>
-          next({
-            onReceiveMessage: (message: unknown, nextMessage) => {
-              if (!model) ({ model, version } = modelOf(message));
-              nextMessage(message);
-            },
-          }),
-        sendStatus: (statusObject, next) => {
-          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          const code = statusObject.code ?? status.UNKNOWN;
-          // Names a client got wrong are not labels: they would let bad input grow the series set.
-          const trusted = code !== status.INVALID_ARGUMENT && code !== status.NOT_FOUND;
-          this.observe(method, trusted ? model : '', trusted ? version : '', code, seconds);
-          next(statusObject);
-        },
-      });
-    };
+    const key = `${method}\u0000${model}\u0000${version}\u0000${code}`;
+    let series = this.series.get(key);
+    if (!series) {
+      // prom-client hashes the label object on every call; the labelled children are kept instead.
+      const codeName = grpcCodeName(code);
+      series = { requests: this.requests.labels({ method, model, version, code: codeName }), duration: this.duration.labels({ method, model, code: codeName }) };
+      if (this.series.size >= 10_000) this.series.clear();
+      this.series.set(key, series);
+    }
+    series.requests.inc();
+    series.duration.observe(seconds);
   }
 }

@@ -10,3 +10,4 @@ export * from './gen/maas/v1/gateway';
 export { protoRoot, protoFiles } from './proto-files';
 /** The Open Inference Protocol (KServe V2) gRPC API, package `inference`. */
 export * as kserve from './gen/inference/grpc_predict_v2';
+export * from './predict-wire';

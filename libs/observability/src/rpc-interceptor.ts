@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { grpcCodeName, modelOf, type RpcMetrics } from './rpc-metrics';
+
+/** The metadata key that carries a request id from the gateway to the nodes. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** Calls too frequent or too long-lived to log one line each. */
+const QUIET_METHODS = new Set(['Check', 'Watch', 'ServerReflectionInfo']);
+
+/** Codes that say the caller got something wrong (or nothing went wrong): logged at debug. */
+const CLIENT_SIDE = new Set<number>([status.OK, status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.CANCELLED, status.UNAUTHENTICATED, status.PERMISSION_DENIED]);
+
+/** What {@link rpcInterceptor} records. */
+export interface RpcInterceptorOptions {
+  /** One JSON line per finished call. */
+  logger?: Logger;
+  /** Request counters and latency histograms. */
+  metrics?: RpcMetrics;
+}
+
+/**
+ * One grpc-js server interceptor for the per-call bookkeeping of a service:
+ * - the request id, taken from `x-request-id` metadata or minted and set there
+ *   for the handler to forward;
+ * - a log line per finished call (method, model, status, duration, request id;
+ *   warn for failures that are not the caller's mistake, debug otherwise);
+ * - the call in {@link RpcMetrics}, labelled by method, model, version and code.
+ * Doing all of it in one intercepting layer keeps the per-call cost to one
+ * wrapper around the call, which matters on the Predict path.
+ */
+export function rpcInterceptor(options: RpcInterceptorOptions): ServerInterceptor {
+  const { logger, metrics } = options;
+  return (descriptor, call) => {
+    const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
+    const logged = logger !== undefined && !QUIET_METHODS.has(method);
+    const started = process.hrtime.bigint();
+    let requestId = '';
+    let model: string | undefined;
+    let version = '';
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const given = metadata.get(REQUEST_ID_HEADER)[0];
+            requestId = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+            if (!given) metadata.set(REQUEST_ID_HEADER, requestId);
+            nextMetadata(metadata);
+          },
+          onReceiveMessage: (message: unknown, nextMessage) => {
+            if (model === undefined) {
+              const named = modelOf(message);
+              model = named.model;
+              version = named.version;
+            }
+            nextMessage(message);
+          },
+        }),
+      sendStatus: (statusObject, next) => {
+        const code = statusObject.code ?? status.UNKNOWN;
+        const ns = Number(process.hrtime.bigint() - started);
+        // Names a client got wrong are not labels: they would let bad input grow the series set.
+        const trusted = code !== status.INVALID_ARGUMENT && code !== status.NOT_FOUND;
+        metrics?.observe(method, trusted ? (model ?? '') : '', trusted ? version : '', code, ns / 1e9);
+        if (logged) {
+          const line = { requestId, method, model: model || undefined, code: grpcCodeName(code), ms: Math.round(ns / 1e4) / 100, ...(code === status.OK ? {} : { details: statusObject.details }) };
+          if (CLIENT_SIDE.has(code)) logger.debug(line, 'rpc');
+          else logger.warn(line, 'rpc');
+        }
+        next(statusObject);
+      },
+    });
+  };
+}

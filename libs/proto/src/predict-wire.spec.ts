@@ -1,0 +1,62 @@
+import { DataType, PredictRequest, PredictResponse, type Tensor } from './index';
+import { decodePredictRequest, decodePredictResponse, encodePredictRequest, encodePredictResponse } from './predict-wire';
+
+function tensor(name: string, dtype: DataType, shape: number[], bytes: number, seed = 1): Tensor {
+  const rawData = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) rawData[i] = (i * 31 + seed) & 0xff;
+  return { name, dtype, shape, rawData, stringData: [] };
+}
+
+const requests: Array<[string, PredictRequest]> = [
+  ['empty', { model: '', version: 0, alias: '', inputs: [], outputNames: [] }],
+  ['one float tensor', { model: 'mlp', version: 3, alias: '', inputs: [tensor('input', DataType.DATA_TYPE_FLOAT32, [1, 4], 16)], outputNames: [] }],
+  [
+    'alias, several tensors, output names, unicode',
+    {
+      model: 'ocr-rec',
+      version: 0,
+      alias: 'production',
+      inputs: [tensor('x', DataType.DATA_TYPE_FLOAT32, [2, 3, 48, 320], 2 * 3 * 48 * 320 * 4), tensor('größe', DataType.DATA_TYPE_INT64, [2], 16, 7), tensor('empty', DataType.DATA_TYPE_FLOAT32, [0, 4], 0)],
+      outputNames: ['logits', 'naïve'],
+    },
+  ],
+  ['string tensor', { model: 'm', version: 1_000_000, alias: '', inputs: [{ name: 's', dtype: DataType.DATA_TYPE_STRING, shape: [3], rawData: Buffer.alloc(0), stringData: ['a', '', 'ünï'] }], outputNames: [] }],
+  ['large dims and version', { model: 'm', version: 2 ** 32 - 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_UINT8, [300, 70_000, 2 ** 40], 5)], outputNames: [] }],
+  ['negative dim (generated encoder path)', { model: 'm', version: 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_FLOAT32, [-1, 4], 16)], outputNames: [] }],
+];
+
+describe('one-pass Predict codec', () => {
+  it.each(requests)('encodes a PredictRequest to the generated encoder’s bytes and decodes them back (%s)', (_name, message) => {
+    const expected = Buffer.from(PredictRequest.encode(message).finish());
+    const bytes = encodePredictRequest(message);
+    expect(bytes.equals(expected)).toBe(true);
+    expect(decodePredictRequest(bytes)).toEqual(PredictRequest.decode(expected));
+  });
+
+  it.each(requests)('encodes a PredictResponse to the generated encoder’s bytes and decodes them back (%s)', (_name, request) => {
+    const message: PredictResponse = { model: request.model, version: request.version, outputs: request.inputs };
+    const expected = Buffer.from(PredictResponse.encode(message).finish());
+    const bytes = encodePredictResponse(message);
+    expect(bytes.equals(expected)).toBe(true);
+    expect(decodePredictResponse(bytes)).toEqual(PredictResponse.decode(expected));
+  });
+
+  it('hands out tensor bytes as views of the received buffer, not copies', () => {
+    const bytes = encodePredictResponse({ model: 'm', version: 1, outputs: [tensor('y', DataType.DATA_TYPE_FLOAT32, [1, 1024], 4096)] });
+    const decoded = decodePredictResponse(bytes);
+    expect(decoded.outputs[0].rawData.buffer).toBe(bytes.buffer);
+    bytes[bytes.length - 1] ^= 0xff;
+    expect(decoded.outputs[0].rawData[4095]).toBe(bytes[bytes.length - 1]);
+  });
+
+  it('skips fields it does not know and reads unpacked shapes, as the generated decoder does', () => {
+    const base = encodePredictRequest({ model: 'm', version: 2, alias: '', inputs: [], outputNames: [] });
+    // field 9 varint 150, field 10 length-delimited "xy", then an input tensor with an unpacked shape (3 << 3 | 0).
+    const tensorBody = Buffer.from([0x0a, 0x01, 0x74, 0x18, 0x02, 0x18, 0x05]);
+    const extra = Buffer.concat([Buffer.from([0x48, 0x96, 0x01, 0x52, 0x02, 0x78, 0x79, 0x22, tensorBody.length]), tensorBody]);
+    const bytes = Buffer.concat([base, extra]);
+    const decoded = decodePredictRequest(bytes);
+    expect(decoded).toEqual(PredictRequest.decode(bytes));
+    expect(decoded.inputs[0]).toMatchObject({ name: 't', shape: [2, 5] });
+  });
+});
