@@ -13,15 +13,18 @@ export interface BenchProcess {
   stop(): Promise<void>;
 }
 
-function nodeArgs(entry: string, args: string[]): string[] {
-  return ['--import', 'tsx', join(REPO_ROOT, entry), ...args];
+function nodeArgs(entry: string, args: string[], nodeFlags: string[] = []): string[] {
+  return [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, entry), ...args];
 }
 
 const env = (extra: Record<string, string>) => ({ ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), LOG_LEVEL: 'warn', ...extra });
 
-/** Starts a server and resolves once it printed a JSON line with `"listening"` and a port. */
-export function startServer(name: string, entry: string, extraEnv: Record<string, string> = {}, args: string[] = []): Promise<BenchProcess> {
-  const child = spawn(process.execPath, nodeArgs(entry, args), { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Starts a server and resolves once it printed a JSON line with `"listening"`
+ * and a port. `nodeFlags` go to node itself (`--cpu-prof` cannot travel in NODE_OPTIONS).
+ */
+export function startServer(name: string, entry: string, extraEnv: Record<string, string> = {}, args: string[] = [], nodeFlags: string[] = []): Promise<BenchProcess> {
+  const child = spawn(process.execPath, nodeArgs(entry, args, nodeFlags), { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolvePromise, reject) => {
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -58,6 +61,12 @@ export function runJob<T>(entry: string, job: object): Promise<T> {
       }
     });
   });
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Current and peak resident memory of a process, bytes. */

