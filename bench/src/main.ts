@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { writePaddedModelFile, mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { memoryOf, REPO_ROOT, runJob, startServer, type BenchProcess } from './processes';
+import { memoryOf, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess } from './processes';
 import { medianRun, target, type RunResult, type TargetResult } from './stats';
 import type { LoadJob } from './load-generator';
 
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const servers: BenchProcess[] = [];
   try {
     // Artifacts over 64 MiB are checked structurally only, so the quick 256 MiB figure measures streaming as the 1 GiB one does.
-    const registry = await startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_MAX_UPLOAD_BYTES: '2GiB', REGISTRY_VERIFY_MAX_BYTES: '64MiB' });
+    const registry = await startRegistry(work, redis.url, { REGISTRY_MAX_UPLOAD_BYTES: '2GiB', REGISTRY_VERIFY_MAX_BYTES: '64MiB' });
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
     const node = await startServer('inference', 'apps/inference/src/main.ts', {

@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { cpuSecondsOf, REPO_ROOT, runJob, startServer, type BenchProcess } from './processes';
+import { cpuSecondsOf, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess } from './processes';
 import type { LoadJob } from './load-generator';
 import type { RunResult } from './stats';
 
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const redis = await startRedis();
   const servers: BenchProcess[] = [];
   try {
-    const registry = await startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url });
+    const registry = await startRegistry(work, redis.url);
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
     const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads };

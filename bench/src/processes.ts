@@ -75,3 +75,8 @@ export function memoryOf(pid: number): { rss: number; hwm: number } {
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
+
+/** Starts a registry keeping its data under `work` and caching in the Redis at `redisUrl`. */
+export function startRegistry(work: string, redisUrl: string, extraEnv: Record<string, string> = {}): Promise<BenchProcess> {
+  return startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redisUrl, ...extraEnv });
+}

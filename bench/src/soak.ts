@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { memoryOf, runJob, startServer, type BenchProcess } from './processes';
+import { memoryOf, runJob, startRegistry, startServer, type BenchProcess } from './processes';
 import type { RunResult } from './stats';
 
 const opts = new Command('soak')
@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   const redis = await startRedis();
   const servers: BenchProcess[] = [];
   try {
-    const registry = await startServer('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url });
+    const registry = await startRegistry(work, redis.url);
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
     const nodes: BenchProcess[] = [];

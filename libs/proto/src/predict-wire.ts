@@ -39,6 +39,16 @@ function tensorBytes(t: Tensor): number {
   return n;
 }
 
+/** Fields 1 (model) and 2 (version), which both messages start with. */
+interface Head {
+  model: string;
+  version: number;
+}
+
+function headBytes(m: Head): number {
+  return (m.model !== '' ? fieldSize(Buffer.byteLength(m.model)) : 0) + (m.version !== 0 ? 1 + varintSize(m.version) : 0);
+}
+
 /** Writes into a buffer sized in advance. */
 class Out {
   pos = 0;
@@ -50,6 +60,14 @@ class Out {
       n = Math.floor(n / 0x80);
     }
     this.buf[this.pos++] = n;
+  }
+
+  head(m: Head): void {
+    if (m.model !== '') this.string(10, m.model);
+    if (m.version !== 0) {
+      this.buf[this.pos++] = 16;
+      this.varint(m.version);
+    }
   }
 
   string(tag: number, s: string): void {
@@ -87,18 +105,12 @@ class Out {
 export function encodePredictRequest(m: PredictRequest): Buffer {
   if (!m.inputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return Buffer.from(PredictRequest.encode(m).finish());
   const sizes = m.inputs.map(tensorBytes);
-  let total = 0;
-  if (m.model !== '') total += fieldSize(Buffer.byteLength(m.model));
-  if (m.version !== 0) total += 1 + varintSize(m.version);
+  let total = headBytes(m);
   if (m.alias !== '') total += fieldSize(Buffer.byteLength(m.alias));
   for (const s of sizes) total += fieldSize(s);
   for (const name of m.outputNames) total += fieldSize(Buffer.byteLength(name));
   const out = new Out(Buffer.allocUnsafe(total));
-  if (m.model !== '') out.string(10, m.model);
-  if (m.version !== 0) {
-    out.buf[out.pos++] = 16;
-    out.varint(m.version);
-  }
+  out.head(m);
   if (m.alias !== '') out.string(26, m.alias);
   m.inputs.forEach((t, i) => out.tensor(34, t, sizes[i]));
   for (const name of m.outputNames) out.string(42, name);
@@ -109,16 +121,10 @@ export function encodePredictRequest(m: PredictRequest): Buffer {
 export function encodePredictResponse(m: PredictResponse): Buffer {
   if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return Buffer.from(PredictResponse.encode(m).finish());
   const sizes = m.outputs.map(tensorBytes);
-  let total = 0;
-  if (m.model !== '') total += fieldSize(Buffer.byteLength(m.model));
-  if (m.version !== 0) total += 1 + varintSize(m.version);
+  let total = headBytes(m);
   for (const s of sizes) total += fieldSize(s);
   const out = new Out(Buffer.allocUnsafe(total));
-  if (m.model !== '') out.string(10, m.model);
-  if (m.version !== 0) {
-    out.buf[out.pos++] = 16;
-    out.varint(m.version);
-  }
+  out.head(m);
   m.outputs.forEach((t, i) => out.tensor(26, t, sizes[i]));
   return out.buf;
 }
