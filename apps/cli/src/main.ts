@@ -40,8 +40,7 @@ const run = (fn: (conn: Connection) => Promise<void>) => async () => {
   try {
     conn = new Connection(options);
   } catch (err) {
-    process.stderr.write(`${formatError(err)}
-`);
+    process.stderr.write(`${formatError(err)}\n`);
     process.exit(2);
   }
   try {

@@ -7,7 +7,7 @@ import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, S
 import { kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
@@ -141,8 +141,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
     interceptors: [rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) })],
-    // Requests carrying large tensors stream in without waiting on window updates every 64 KiB.
-    receiveWindowBytes: 16 * 1024 * 1024,
+    receiveWindowBytes: RECEIVE_WINDOW_BYTES,
   });
   server.addService('maas.v1.GatewayService', GatewayServiceServed, gatewayService.handlers());
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined)).handlers());

@@ -3,7 +3,7 @@ import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discover
 import { InferenceServiceWire } from '@maas/proto';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -59,7 +59,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     maxSendMessageBytes: 64 * 1024 * 1024,
     interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
     // onnxruntime-node runs block the event loop; a wide window lets clients keep sending meanwhile.
-    receiveWindowBytes: 16 * 1024 * 1024,
+    receiveWindowBytes: RECEIVE_WINDOW_BYTES,
   });
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId);

@@ -21,6 +21,8 @@ export interface SessionSettings {
  */
 export class LoadedModel {
   readonly batcher: DynamicBatcher;
+  /** Requests are stacked into shared runs (max_batch_size > 1 and dynamic first dims throughout). */
+  readonly batching: boolean;
   readonly loadTime = new Date();
   lastUsed = Date.now();
   private active = 0;
@@ -29,20 +31,21 @@ export class LoadedModel {
   private constructor(
     readonly version: ModelVersion,
     private readonly session: SessionRunner,
-    /** Estimated bytes held: the artifact plus onnxruntime's copy of the weights. */
+    /** Estimated bytes held: the artifact plus one copy of the weights per session instance. */
     readonly memoryBytes: number,
     onBatch: (event: BatchEvent) => void,
   ) {
     const runtime = version.runtime;
-    const batching = isBatchable(version.inputs, version.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
+    this.batching = isBatchable(version.inputs, version.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
     this.batcher = new DynamicBatcher(
       (inputs, outputNames) => this.session.run(inputs, outputNames),
       {
-        batching,
+        batching: this.batching,
         maxBatchSize: runtime?.maxBatchSize || 1,
         maxQueueDelayMicros: runtime?.maxQueueDelayMicros ?? 0,
         maxQueueSize: runtime?.maxQueueSize || 1024,
-        concurrency: Math.max(1, runtime?.instanceCount ?? 1),
+        // One batch in flight per session instance.
+        concurrency: session.instances,
       },
       onBatch,
     );
@@ -75,10 +78,6 @@ export class LoadedModel {
   /** Sessions of this version that run side by side (its instance_count). */
   get instances(): number {
     return this.session.instances;
-  }
-
-  get batching(): boolean {
-    return this.version.runtime !== undefined && this.version.runtime.maxBatchSize > 1 && isBatchable(this.version.inputs, this.version.outputs);
   }
 
   /** Requests accepted and not yet answered. */

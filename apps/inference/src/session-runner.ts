@@ -111,8 +111,13 @@ class ThreadSession implements SessionRunner {
     });
   }
 
+  /** Runs sent to the thread and not answered yet. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
   busy(): number[] {
-    return [this.pending.size];
+    return [this.inFlight];
   }
 
   run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
@@ -161,12 +166,12 @@ class SessionPool implements SessionRunner {
   }
 
   busy(): number[] {
-    return this.sessions.map((s) => s.busy()[0]);
+    return this.sessions.map((s) => s.inFlight);
   }
 
   run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
     let pick = this.sessions[0];
-    for (const s of this.sessions) if (s.busy()[0] < pick.busy()[0]) pick = s;
+    for (const s of this.sessions) if (s.inFlight < pick.inFlight) pick = s;
     return pick.run(inputs, outputNames);
   }
 

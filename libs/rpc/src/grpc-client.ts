@@ -54,8 +54,12 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
 }
 
 /** Channel options every internal client uses. */
-/** HTTP/2 receive window of every client channel, bytes. */
-export const CLIENT_RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * HTTP/2 receive window, bytes, of every client channel and of the servers
+ * that take large tensors (gateway, nodes): a 1 MB tensor arrives without
+ * waiting on a window update every 64 KiB.
+ */
+export const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 
 export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): ClientOptions {
   return {
@@ -65,8 +69,7 @@ export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): Client
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5_000,
-    // Large answers (a model's output tensors) arrive without waiting on window updates every 64 KiB.
-    'grpc-node.flow_control_window': CLIENT_RECEIVE_WINDOW_BYTES,
+    'grpc-node.flow_control_window': RECEIVE_WINDOW_BYTES,
   };
 }
 
