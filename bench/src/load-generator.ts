@@ -2,7 +2,7 @@
 // fixed concurrency, printing one JSON RunResult on stdout.
 import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { DataType, GatewayServiceClient, InferenceServiceClient, PredictRequest, RegistryServiceClient } from '@maas/proto';
-import { callUnary, defaultClientOptions } from '@maas/rpc';
+import { callUnary, defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
 import { summarise } from './stats';
 
 /** What to drive. */
@@ -20,7 +20,7 @@ export interface LoadJob {
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2]) as LoadJob;
-  const options = defaultClientOptions(256 * 1024 * 1024);
+  const options = defaultClientOptions(256 * 1024 * 1024, { receiveWindowBytes: RECEIVE_WINDOW_BYTES });
   const elements = job.inputShape.reduce((a, b) => a * b, 1);
   const values = Float32Array.from({ length: elements }, (_, i) => Math.sin(i));
   const request: PredictRequest = {

@@ -1,7 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
 import { GatewayServiceClient } from '@maas/proto';
 import { RegistryClient } from '@maas/registry-client';
-import { clientCredentials, defaultClientOptions, type TlsFiles } from '@maas/rpc';
+import { clientCredentials, defaultClientOptions, RECEIVE_WINDOW_BYTES, type TlsFiles } from '@maas/rpc';
 
 /** Global options every command gets. */
 export interface GlobalOptions {
@@ -20,7 +20,7 @@ export class Connection {
 
   constructor(readonly options: GlobalOptions) {
     const channel = clientCredentials(options.tls ?? { certFile: '', keyFile: '', caFile: '', clientAuth: 'none' });
-    this.gateway = new GatewayServiceClient(options.gateway, channel, defaultClientOptions());
+    this.gateway = new GatewayServiceClient(options.gateway, channel, defaultClientOptions(undefined, { receiveWindowBytes: RECEIVE_WINDOW_BYTES }));
     this.registry = new RegistryClient(options.gateway, { metadata: () => this.metadata(), credentials: channel });
   }
 

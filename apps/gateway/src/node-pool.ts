@@ -1,7 +1,7 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
 import { InferenceServiceWireClient, type InferenceServiceClient } from '@maas/proto';
-import { defaultClientOptions } from '@maas/rpc';
+import { defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
 import type { Logger } from 'pino';
 
 /** One inference node the gateway can route to. */
@@ -78,7 +78,7 @@ export class NodePool {
       const client = new InferenceServiceWireClient(
         instance.address,
         this.options.credentials ?? grpcCredentials.createInsecure(),
-        defaultClientOptions(this.options.maxMessageBytes),
+        defaultClientOptions(this.options.maxMessageBytes, { receiveWindowBytes: RECEIVE_WINDOW_BYTES }),
       );
       this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0 });
     }

@@ -53,15 +53,20 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
   });
 }
 
-/** Channel options every internal client uses. */
 /**
- * HTTP/2 receive window, bytes, of every client channel and of the servers
- * that take large tensors (gateway, nodes): a 1 MB tensor arrives without
- * waiting on a window update every 64 KiB.
+ * HTTP/2 receive window, bytes, for unary calls that carry large tensors:
+ * Predict answers on the gateway's and Predict clients' channels, Predict
+ * requests on nodes. A 1 MB tensor then arrives without waiting on a window
+ * update every 64 KiB. Streaming calls (uploads, downloads) keep the 64 KiB
+ * default, so HTTP/2 flow control keeps pushing back on a fast sender.
  */
 export const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 
-export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): ClientOptions {
+/**
+ * Channel options every internal client uses; `receiveWindowBytes` widens the
+ * HTTP/2 receive window (see {@link RECEIVE_WINDOW_BYTES}).
+ */
+export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024, opts: { receiveWindowBytes?: number } = {}): ClientOptions {
   return {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
@@ -69,7 +74,7 @@ export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024): Client
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5_000,
-    'grpc-node.flow_control_window': RECEIVE_WINDOW_BYTES,
+    ...(opts.receiveWindowBytes ? { 'grpc-node.flow_control_window': opts.receiveWindowBytes } : {}),
   };
 }
 
