@@ -13,6 +13,8 @@ export interface LoadJob {
   version: number;
   inputName: string;
   inputShape: number[];
+  /** The artifact the version resolves to: a node given it skips asking the registry per call. */
+  sha256?: string;
   concurrency: number;
   warmupMs: number;
   durationMs: number;
@@ -29,6 +31,7 @@ async function main(): Promise<void> {
     alias: '',
     inputs: [{ name: job.inputName, dtype: DataType.DATA_TYPE_FLOAT32, shape: job.inputShape, rawData: Buffer.from(values.buffer), stringData: [] }],
     outputNames: [],
+    sha256: job.sha256 ?? '',
   };
   let call: () => Promise<unknown>;
   let close: () => void;

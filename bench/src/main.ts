@@ -106,6 +106,7 @@ async function main(): Promise<void> {
     };
     const mlp = await push('mlp', [mlpModel({ seed: 1 })], 64);
     const mlpSolo = await push('mlp-nobatch', [mlpModel({ seed: 1 })], 1);
+    const shaOf = async (model: string, version: number) => (await client.getVersion(model, version)).sha256;
     // PP-OCRv4 rec runs fastest per sample at batch 1-4 on 2 cores (batch 32 halves throughput: see README), so it is served with
     // max_batch_size 4, as two instances of one intra-op thread each: on 2 cores that outruns one session with two threads.
     const medium = await push('medium', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 4, 2);
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
     for (const c of settings.sweep) {
       await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
-      await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       gatewayMlp[c] = await measure('tiny-mlp', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
     }
     const unbatched = await measure('tiny-mlp batching off', 'via gateway', 64, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: mlpSolo, inputName: 'input', inputShape: MLP_SHAPE, concurrency: 64 }), [gateway, node]);
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
     const rawMediumShared = await measure('ppocr-v4-rec', 'A raw, 1 session x 2 threads', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 2));
     const rawMediumSplit = await measure('ppocr-v4-rec', 'A raw, 2 sessions x 1 thread', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 1, 2));
     const rawMedium = rawMediumShared.throughput >= rawMediumSplit.throughput ? rawMediumShared : rawMediumSplit;
-    if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
+    if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
     const gatewayMedium = await measure('ppocr-v4-rec', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
 
     // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     await client.createModel(opts.model);
     const runtime = { maxBatchSize: opts.maxBatchSize, maxQueueDelayMicros: 0, instanceCount: opts.instances, maxQueueSize: 4096 };
     const artifact = opts.model === 'mlp' ? [mlpModel({ seed: 1 })] : (createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>);
-    const { version } = await client.upload({ model: opts.model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: [] }, artifact as Iterable<Buffer>);
+    const { version, sha256 } = await client.upload({ model: opts.model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: [] }, artifact as Iterable<Buffer>);
     client.close();
 
     const job: LoadJob = {
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       kind: opts.target === 'node' ? 'node-predict' : 'gateway-predict',
       model: opts.model,
       version,
+      sha256,
       inputName: opts.model === 'mlp' ? 'input' : 'x',
       inputShape: opts.model === 'mlp' ? [1, 4] : [1, 3, 48, 320],
       concurrency: opts.concurrency,

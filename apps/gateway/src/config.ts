@@ -1,4 +1,5 @@
 import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
+import { MAX_MESSAGE_BYTES } from '@maas/rpc';
 
 /** Everything the gateway reads from its environment. */
 export const gatewayConfigSchema = {
@@ -23,9 +24,9 @@ export const gatewayConfigSchema = {
   registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry address, used when CONSUL_HTTP_ADDR is unset.' },
   maxMessageBytes: {
     env: 'GATEWAY_MAX_MESSAGE_BYTES',
-    default: 16 * 1024 * 1024,
+    default: MAX_MESSAGE_BYTES,
     parse: parse.byteSize,
-    doc: 'Largest request or response message; bigger ones fail with RESOURCE_EXHAUSTED.',
+    doc: 'Largest request or response message (default 2 GiB − 1, as Triton); bigger ones fail with RESOURCE_EXHAUSTED naming the size and the limit.',
   },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Metadata, type handleUnaryCall, type Server } from '@grpc/grpc-js';
 import {
   encodePredictResponse,
@@ -10,22 +9,22 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from '@maas/proto';
+import { REQUEST_ID_HEADER } from '@maas/observability';
 import { callDeadlineMs, callSignal, callUnary, unary, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
 import type { NodePool } from './node-pool';
 import type { CallContext, PredictRouter } from './predict-router';
 
-/** The request id of a call (`x-request-id`), minted when the client sent none. */
-export function requestIdOf(call: ServerSurfaceCall): string {
-  const given = call.metadata.get('x-request-id')[0];
-  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
-}
-
-/** The routing context of an incoming call: its deadline, cancellation and forwarded request id. */
+/**
+ * The routing context of an incoming call: its deadline, cancellation and
+ * request id, forwarded to the node as {@link rpcInterceptor} set it (the one
+ * place ids are checked and minted, so the gateway's log and the node's agree).
+ */
 export function contextOf(call: ServerSurfaceCall): CallContext {
   const metadata = new Metadata();
-  metadata.set('x-request-id', requestIdOf(call));
+  const id = call.metadata.get(REQUEST_ID_HEADER)[0];
+  if (id !== undefined) metadata.set(REQUEST_ID_HEADER, id);
   return { deadline: callDeadlineMs(call), signal: callSignal(call), metadata };
 }
 

@@ -1,14 +1,39 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { decodePredictResponse, encodePredictRequest, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { callUnary, type UnaryMethod, DeadlineExceededError, InvalidArgumentError, statusOf, UnavailableError, validateAlias, validateModelName } from '@maas/rpc';
+import {
+  callUnary,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  ResourceExhaustedError,
+  RETRY_ELSEWHERE_TRAILER,
+  statusOf,
+  UnavailableError,
+  validateAlias,
+  validateModelName,
+  type UnaryMethod,
+} from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from './node-pool';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
 import { rankNodes } from './rendezvous-router';
 import type { VersionResolver } from './version-resolver';
 
-/** Codes after which the same request may go to another node: the node could not take it. */
-const RETRYABLE = new Set([status.UNAVAILABLE, status.RESOURCE_EXHAUSTED, status.CANCELLED]);
+/**
+ * Whether the same request may go to another node: the node could not take
+ * it (gone, cancelled its run, or out of queue or memory, which it marks with
+ * {@link RETRY_ELSEWHERE_TRAILER}). A RESOURCE_EXHAUSTED without the mark is a
+ * size limit, and fails the same on every node.
+ */
+function retryElsewhere(err: unknown): boolean {
+  const code = statusOf(err);
+  if (code === status.UNAVAILABLE || code === status.CANCELLED) return true;
+  if (code !== status.RESOURCE_EXHAUSTED) return false;
+  const trailers = (err as { metadata?: unknown }).metadata;
+  return trailers instanceof Metadata && trailers.get(RETRY_ELSEWHERE_TRAILER).length > 0;
+}
+
+/** grpc-js's own words when an answer is over the channel's receive limit. */
+const OVER_LIMIT = /^Received message larger than max \((\d+) vs\.? (\d+)\)/;
 
 const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
 const asIs = (bytes: Buffer): Buffer => bytes;
@@ -63,11 +88,11 @@ export class PredictRouter {
   }
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
-  resolve(request: { model: string; version: number; alias: string }, ctx: CallContext): Promise<ModelVersion> {
+  resolve(request: { model: string; version: number; alias: string }, ctx: CallContext, fresh = false): Promise<ModelVersion> {
     validateModelName(request.model);
     if (request.version > 0 && request.alias) throw new InvalidArgumentError('give a version or an alias, not both');
     if (request.alias) validateAlias(request.alias);
-    return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal });
+    return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal }, fresh);
   }
 
   /** Candidate nodes in the order they will be tried: least busy home first, then the rest by rank. */
@@ -113,12 +138,26 @@ export class PredictRouter {
    */
   async predictEncoded(request: PredictRequest, ctx: CallContext): Promise<Buffer> {
     const deadline = Number.isFinite(ctx.deadline) ? ctx.deadline : Date.now() + (this.options.defaultTimeoutMs ?? 30_000);
-    const version = await this.resolve(request, { ...ctx, deadline });
+    const routed = { ...ctx, deadline };
+    try {
+      return await this.route(request, await this.resolve(request, routed), routed);
+    } catch (err) {
+      // ABORTED: the node holds another artifact for this version than we resolved (the model was
+      // deleted and created again, and this process had not heard yet). Resolve afresh, once.
+      if (statusOf(err) !== status.ABORTED || ctx.signal.aborted) throw err;
+      return this.route(request, await this.resolve(request, routed, true), routed);
+    }
+  }
+
+  /** Sends a resolved Predict to its candidates in turn. */
+  private async route(request: PredictRequest, version: ModelVersion, ctx: CallContext): Promise<Buffer> {
+    const { deadline } = ctx;
     const candidates = this.candidates(version.model, version.version);
     if (candidates.length === 0) {
       throw new UnavailableError(`no healthy inference node for ${version.model}:${version.version} (0 nodes in the healthy set)`);
     }
-    const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '' };
+    // The artifact travels with the request: a node answers only from a session of exactly it.
+    const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
     const key = `${version.model}:${version.version}`;
     let lastError: unknown;
     for (const node of candidates) {
@@ -131,7 +170,13 @@ export class PredictRouter {
         return answer;
       } catch (err) {
         lastError = err;
-        if (ctx.signal.aborted || !RETRYABLE.has(statusOf(err))) throw err;
+        const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
+        if (over) {
+          throw new ResourceExhaustedError(
+            `the answer of ${version.model}:${version.version} is ${over[1]} bytes, above the gateway's message limit of ${over[2]} bytes (GATEWAY_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
+          );
+        }
+        if (ctx.signal.aborted || !retryElsewhere(err)) throw err;
         if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
         this.options.logger?.warn({ node: node.instance.id, model: version.model, version: version.version, err: (err as ServiceError).details }, 'node failed; trying the next one');
       } finally {

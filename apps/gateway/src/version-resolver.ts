@@ -1,4 +1,4 @@
-import { cacheFields, protoCodec, readThrough, type CacheCodec, type MetadataCache } from '@maas/cache';
+import { cacheFields, NearMetadataCache, protoCodec, readThrough, type CacheCodec, type MetadataCache } from '@maas/cache';
 import { ModelVersion, VersionState } from '@maas/proto';
 import { FailedPreconditionError, formatModelRef, type CallOpts, type ModelRef } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
@@ -40,9 +40,14 @@ export class VersionResolver {
     private readonly cache?: MetadataCache,
   ) {}
 
-  async resolve(ref: ModelRef, opts: CallOpts = {}): Promise<ModelVersion> {
+  /**
+   * @param fresh ask the registry itself, past every cache (after a node said
+   * the version we named is another artifact now), and drop this process's copy.
+   */
+  async resolve(ref: ModelRef, opts: CallOpts = {}, fresh = false): Promise<ModelVersion> {
     const load = () => this.registry().resolve(formatModelRef(ref), opts);
-    if (!this.cache) return load();
+    if (fresh && this.cache instanceof NearMetadataCache) this.cache.forget(ref.model);
+    if (!this.cache || fresh) return load();
     const field = ref.version > 0 ? cacheFields.version(ref.version) : ref.alias ? cacheFields.alias(ref.alias) : cacheFields.defaultVersion();
     const version = await readThrough(this.cache, ref.model, field, this.codec, load);
     // The registry caches versions under the same field for GetVersion, archived ones included.

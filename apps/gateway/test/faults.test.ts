@@ -17,6 +17,7 @@ function predictOnce(stack: Stack, gateway: InstanceType<typeof GatewayServiceCl
       alias: '',
       inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
       outputNames: [],
+      sha256: '',
     },
     { metadata: withKey(stack.keys.predict), timeoutMs: 10_000 },
   );

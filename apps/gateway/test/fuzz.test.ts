@@ -66,10 +66,10 @@ describe('random and hostile requests through the gateway', () => {
     );
     // NaN, infinities and empty batches are data, not errors.
     const nan = floatTensor('input', [2, 4], [NaN, Infinity, -Infinity, 0, 1, 2, 3, 4]);
-    expect(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [nan], outputNames: [] })).toBe(status.OK);
-    expect(ALLOWED.has(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [floatTensor('input', [0, 4], [])], outputNames: [] }))).toBe(true);
+    expect(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [nan], outputNames: [], sha256: '' })).toBe(status.OK);
+    expect(ALLOWED.has(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [floatTensor('input', [0, 4], [])], outputNames: [], sha256: '' }))).toBe(true);
     // Everything is still up and serving.
-    expect(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [floatTensor('input', [1, 4], [1, 2, 3, 4])], outputNames: [] })).toBe(status.OK);
+    expect(await predict({ model: 'fuzz', version: 0, alias: '', inputs: [floatTensor('input', [1, 4], [1, 2, 3, 4])], outputNames: [], sha256: '' })).toBe(status.OK);
     expect(seen.get(status.INVALID_ARGUMENT)).toBeGreaterThan(100);
   });
 

@@ -62,7 +62,7 @@ describe('gateway process with a registry and no inference node', () => {
     client.close();
     const gw = new GatewayServiceClient(address, credentials.createInsecure());
     const input = { name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.alloc(16), stringData: [] };
-    const err = (await callUnary(gw.predict.bind(gw), { model: 'big', version: 0, alias: '', inputs: [input], outputNames: [] }).catch((e: ServiceError) => e)) as ServiceError;
+    const err = (await callUnary(gw.predict.bind(gw), { model: 'big', version: 0, alias: '', inputs: [input], outputNames: [], sha256: '' }).catch((e: ServiceError) => e)) as ServiceError;
     gw.close();
     expect(err.code).toBe(status.UNAVAILABLE);
     expect(err.details).toMatch(/big:2/);

@@ -34,7 +34,7 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     const { gateway } = stack.client();
     return callUnary(
       gateway.predict.bind(gateway),
-      { model, version: opts.version ?? 0, alias: opts.alias ?? '', inputs: [input()], outputNames: [] },
+      { model, version: opts.version ?? 0, alias: opts.alias ?? '', inputs: [input()], outputNames: [], sha256: '' },
       { ...opts, metadata: withKey(key) },
     );
   };
@@ -52,7 +52,7 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     const metadata = withKey(stack.keys.predict);
     metadata.set('x-request-id', 'trace-4711');
     const { gateway } = stack.client();
-    await callUnary(gateway.predict.bind(gateway), { model: 'traced', version: 0, alias: '', inputs: [input()], outputNames: [] }, { metadata });
+    await callUnary(gateway.predict.bind(gateway), { model: 'traced', version: 0, alias: '', inputs: [input()], outputNames: [], sha256: '' }, { metadata });
     const logged = await Promise.race(
       stack.nodes.map((n) => n.child.waitForLine((l) => l.json?.requestId === 'trace-4711' && l.json?.method === 'Predict', 5000)),
     );
@@ -121,7 +121,7 @@ describe('gateway end to end (registry, two node processes, Redis, Consul double
     await stack.push('authz', mlpModel());
     const { gateway } = stack.client();
     const call = (key?: string) =>
-      callUnary(gateway.predict.bind(gateway), { model: 'authz', version: 0, alias: '', inputs: [input()], outputNames: [] }, key ? { metadata: withKey(key) } : {});
+      callUnary(gateway.predict.bind(gateway), { model: 'authz', version: 0, alias: '', inputs: [input()], outputNames: [], sha256: '' }, key ? { metadata: withKey(key) } : {});
     expect(await failure(call())).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining('authorization: Bearer') });
     expect((await failure(call('maas_not-a-key'))).code).toBe(status.UNAUTHENTICATED);
     expect((await failure(stack.client(stack.keys.predict).registry.createModel('nope'))).code).toBe(status.PERMISSION_DENIED);

@@ -15,6 +15,7 @@ const request = {
   alias: '',
   inputs: [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] }],
   outputNames: [],
+  sha256: '',
 };
 
 describe('TLS with client certificates between every service (registry, node process, gateway)', () => {

@@ -1,10 +1,15 @@
 import { hostname } from 'node:os';
+import { MAX_MESSAGE_BYTES } from '@maas/rpc';
 import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
 
 /** Everything an inference node reads from its environment. */
 export const inferenceConfigSchema = {
   logLevel: commonConfig.logLevel,
   consulAddress: commonConfig.consulAddress,
+  redisUrl: {
+    ...commonConfig.redisUrl,
+    doc: 'Redis URL (redis://host:port) whose change events make nodes drop versions of deleted or replaced models at once; unset: they are found by the periodic check.',
+  },
   metricsPort: commonConfig.metricsPort,
   tlsCertFile: commonConfig.tlsCertFile,
   tlsKeyFile: commonConfig.tlsKeyFile,
@@ -42,6 +47,18 @@ export const inferenceConfigSchema = {
   },
   tags: { env: 'INFERENCE_TAGS', default: [] as string[], parse: parse.list, doc: 'Comma-separated tags registered in Consul.' },
   registryAddress: { env: 'REGISTRY_ADDRESS', default: '127.0.0.1:50051', parse: parse.hostPort, doc: 'Registry the node pulls artifacts and metadata from.' },
+  maxMessageBytes: {
+    env: 'INFERENCE_MAX_MESSAGE_BYTES',
+    default: MAX_MESSAGE_BYTES,
+    parse: parse.byteSize,
+    doc: 'Largest request or answer message of the node (default 2 GiB − 1); a bigger answer fails with RESOURCE_EXHAUSTED naming its size, and is not retried elsewhere.',
+  },
+  reconcileIntervalMs: {
+    env: 'INFERENCE_RECONCILE_INTERVAL_MS',
+    default: 5000,
+    parse: parse.integer({ min: 100 }),
+    doc: 'How often the node asks the registry whether each loaded version still exists with the same artifact, unloading those deleted, archived or replaced (with REDIS_URL, change events do it at once too).',
+  },
   drainTimeoutMs: {
     env: 'INFERENCE_DRAIN_TIMEOUT_MS',
     default: 30_000,

@@ -79,7 +79,7 @@ export class DynamicBatcher {
     if (this.closed) return Promise.reject(new CancelledError('the model version is being unloaded'));
     if (this.queued >= this.options.maxQueueSize) {
       return Promise.reject(
-        new ResourceExhaustedError(`queue full: ${this.queued} requests already wait for this model version (max_queue_size ${this.options.maxQueueSize}); retry later`),
+        new ResourceExhaustedError(`queue full: ${this.queued} requests already wait for this model version (max_queue_size ${this.options.maxQueueSize}); retry later`, { retryElsewhere: true }),
       );
     }
     return new Promise<Tensor[]>((resolve, reject) => {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { createChangeBus } from '@maas/cache';
 import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
 import { InferenceServiceWire } from '@maas/proto';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
@@ -9,6 +10,7 @@ import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
 import { InferenceService } from './inference-service';
 import { ModelManager } from './model-manager';
+import { startReconciler } from './reconciler';
 
 /** Collaborators built outside, by main.ts or a test. */
 export interface InferenceDeps {
@@ -55,16 +57,17 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     host: config.host,
     port: config.port,
     credentials: serverCredentials(tls),
-    maxReceiveMessageBytes: 64 * 1024 * 1024,
-    maxSendMessageBytes: 64 * 1024 * 1024,
+    maxReceiveMessageBytes: config.maxMessageBytes,
+    maxSendMessageBytes: config.maxMessageBytes,
     interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
     // onnxruntime-node runs block the event loop; a wide window lets clients keep sending meanwhile.
     receiveWindowBytes: RECEIVE_WINDOW_BYTES,
   });
   let nodeId = config.nodeId;
-  const service = new InferenceService(manager, registry, () => nodeId);
+  const service = new InferenceService(manager, registry, () => nodeId, { maxMessageBytes: config.maxMessageBytes });
   server.addService('maas.v1.InferenceService', InferenceServiceWire, service.handlers());
   const port = await server.start();
+  const reconciler = startReconciler(manager, { intervalMs: config.reconcileIntervalMs, bus: config.redisUrl ? createChangeBus({ redisUrl: config.redisUrl, logger }) : undefined, logger });
   nodeId = nodeIdOf(config, port);
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
   let metrics: MetricsServer | undefined;
@@ -95,6 +98,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
       }
       // Refuse new calls, let running ones (and their queued batches) finish.
       await server.shutdown(graceMs);
+      await reconciler.shutdown();
       await manager.shutdown();
       await metrics?.shutdown();
       registry.close();

@@ -1,6 +1,7 @@
 import type { Server, ServerUnaryCall } from '@grpc/grpc-js';
 import {
   InferenceServiceWire,
+  predictResponseSize,
   type InferenceServiceServer,
   type LoadedModel as LoadedModelInfo,
   type ModelMetadataRequest,
@@ -8,7 +9,18 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from '@maas/proto';
-import { callDeadlineMs, callSignal, formatModelRef, InvalidArgumentError, NotFoundError, unary, validateAlias, validateModelName } from '@maas/rpc';
+import {
+  callDeadlineMs,
+  callSignal,
+  formatModelRef,
+  InvalidArgumentError,
+  MAX_MESSAGE_BYTES,
+  NotFoundError,
+  ResourceExhaustedError,
+  unary,
+  validateAlias,
+  validateModelName,
+} from '@maas/rpc';
 import { validateInputs, validateOutputNames, type TensorLimits } from '@maas/tensor';
 import type { LoadedModel } from './loaded-model';
 import type { ModelManager, VersionSource } from './model-manager';
@@ -33,7 +45,10 @@ export class InferenceService {
     private readonly manager: ModelManager,
     private readonly versions: VersionSource,
     private readonly nodeId: () => string,
-    private readonly limits: TensorLimits = {},
+    private readonly limits: TensorLimits & {
+      /** Largest answer message, as the server's send limit. @default MAX_MESSAGE_BYTES */
+      maxMessageBytes?: number;
+    } = {},
   ) {}
 
   addToServer(server: Server): void {
@@ -62,12 +77,24 @@ export class InferenceService {
   }
 
   private async predict(req: PredictRequest, call: ServerUnaryCall<PredictRequest, PredictResponse>): Promise<PredictResponse> {
+    if (req.sha256 !== '' && !/^[0-9a-f]{64}$/.test(req.sha256)) {
+      throw new InvalidArgumentError(`sha256 ${JSON.stringify(req.sha256.slice(0, 80))} is invalid: expected 64 lower-case hex digits, or empty`);
+    }
     const version = await this.versionOf(req.model, req.version, req.alias);
-    const loaded = await this.manager.get(req.model, version);
+    const loaded = await this.manager.get(req.model, version, req.sha256);
     validateInputs(req.inputs, loaded.version.inputs, this.limits);
     const outputNames = validateOutputNames(req.outputNames, loaded.version.outputs);
     const outputs = await loaded.predict(req.inputs, outputNames, { signal: callSignal(call), deadline: callDeadlineMs(call) });
-    return { model: req.model, version, outputs };
+    const answer = { model: req.model, version, outputs };
+    // Said here, with the figures, rather than as grpc-js's bare "Sent message larger than max".
+    const size = predictResponseSize(answer);
+    const limit = this.limits.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    if (size > limit) {
+      throw new ResourceExhaustedError(
+        `the answer of ${req.model}:${version} is ${size} bytes, above the node's message limit of ${limit} bytes (INFERENCE_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
+      );
+    }
+    return answer;
   }
 
   private async metadata(req: ModelMetadataRequest): Promise<ModelMetadataResponse> {

@@ -17,7 +17,9 @@ export interface SessionSettings {
 
 /**
  * One model version loaded on this node: its onnxruntime session, its batcher
- * and its bookkeeping (in-flight count, last use, memory estimate).
+ * and its bookkeeping (in-flight count, last use, memory cost). The version's
+ * artifact sha256 is its identity: the same `model:version` may name other
+ * weights after the model was deleted and created again.
  */
 export class LoadedModel {
   readonly batcher: DynamicBatcher;
@@ -25,14 +27,14 @@ export class LoadedModel {
   readonly batching: boolean;
   readonly loadTime = new Date();
   lastUsed = Date.now();
+  /** Resident bytes this version costs, as {@link ModelManager} measured them (see version-cost.ts). */
+  memoryBytes = 0;
   private active = 0;
   private idleWaiters: Array<() => void> = [];
 
   private constructor(
     readonly version: ModelVersion,
     private readonly session: SessionRunner,
-    /** Estimated bytes held: the artifact plus one copy of the weights per session instance. */
-    readonly memoryBytes: number,
     onBatch: (event: BatchEvent) => void,
   ) {
     const runtime = version.runtime;
@@ -67,12 +69,17 @@ export class LoadedModel {
     // instance_count sessions, each with its own copy of the weights and its own intra-op threads.
     const instances = Math.max(1, version.runtime?.instanceCount ?? 1);
     const session = await openSession(path, options, { thread, instances });
-    return new LoadedModel(version, session, version.sizeBytes * (1 + instances), onBatch);
+    return new LoadedModel(version, session, onBatch);
   }
 
   /** Where this version's runs happen. */
   get runsOn(): 'main' | 'thread' {
     return this.session.where;
+  }
+
+  /** The artifact this version runs. */
+  get sha256(): string {
+    return this.version.sha256;
   }
 
   /** Sessions of this version that run side by side (its instance_count). */

@@ -72,7 +72,7 @@ describe('inference node process', () => {
     try {
       await callUnary(node.loadModel.bind(node), { model: 'slow', version: version.version });
       const inFlight: Array<Promise<PredictResponse>> = Array.from({ length: 6 }, () =>
-        callUnary(node.predict.bind(node), { model: 'slow', version: version.version, alias: '', inputs: [floatTensor('input', [1, 4], [1, 2, 3, 4])], outputNames: [] }),
+        callUnary(node.predict.bind(node), { model: 'slow', version: version.version, alias: '', inputs: [floatTensor('input', [1, 4], [1, 2, 3, 4])], outputNames: [], sha256: '' }),
       );
       await waitFor(async () => (await callUnary(node.listLoaded.bind(node), {})).models[0]?.queueDepth === 6);
       child.process.kill('SIGTERM');

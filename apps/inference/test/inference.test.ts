@@ -1,3 +1,4 @@
+import { predictCost } from '../src/version-cost';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -64,7 +65,9 @@ describe('inference node over gRPC with a real registry', () => {
     const inputs = Array.from({ length: 12 }, (_, i) => seededFloats(4, 500 + i));
     const answers = await Promise.all(inputs.map((values) => f.predict('mlp', version, [floatTensor('input', [1, 4], values)])));
     const loaded = f.node.manager.find('mlp', version)!;
-    expect({ runsOn: loaded.runsOn, instances: loaded.instances, memoryBytes: loaded.memoryBytes }).toEqual({ runsOn: 'thread', instances: 2, memoryBytes: bytes.length * 3 });
+    expect({ runsOn: loaded.runsOn, instances: loaded.instances }).toEqual({ runsOn: 'thread', instances: 2 });
+    // Two sessions cost at least what two instances are predicted to (measured growth may add to it).
+    expect(loaded.memoryBytes).toBeGreaterThanOrEqual(predictCost({ sizeBytes: bytes.length, runtime: loaded.version.runtime }));
     const dir = tempDir();
     const path = join(dir.path, 'mlp.onnx');
     writeFileSync(path, bytes);
@@ -155,8 +158,9 @@ describe('inference node over gRPC with a real registry', () => {
   });
 
   it('unloads the least recently used idle version to stay under a small memory budget', async () => {
-    const size = paddedModel(256 * 1024).length;
-    f = await startNodeFixture({ memoryBudgetBytes: size * 2 * 2 + 1024 });
+    // Room for two versions as predicted, not three (what their loads measure may add a little).
+    const cost = predictCost({ sizeBytes: paddedModel(256 * 1024).length, runtime: undefined });
+    f = await startNodeFixture({ memoryBudgetBytes: Math.round(cost * 2.5) });
     const a = await f.push('a', paddedModel(256 * 1024, { seed: 1 }));
     const b = await f.push('b', paddedModel(256 * 1024, { seed: 2 }));
     const c = await f.push('c', paddedModel(256 * 1024, { seed: 3 }));
@@ -177,14 +181,19 @@ describe('inference node over gRPC with a real registry', () => {
     let target = v1;
     let stop = false;
     let ok = 0;
+    let toV1 = 0;
     const failures: unknown[] = [];
     const worker = async () => {
       while (!stop) {
+        const version = target;
+        if (version === v1) toV1 += 1;
         try {
-          await f.predict('mlp', target, [floatTensor('input', [1, 4], [1, 2, 3, 4])]);
+          await f.predict('mlp', version, [floatTensor('input', [1, 4], [1, 2, 3, 4])]);
           ok += 1;
         } catch (err) {
           failures.push(err);
+        } finally {
+          if (version === v1) toV1 -= 1;
         }
       }
     };
@@ -193,6 +202,8 @@ describe('inference node over gRPC with a real registry', () => {
       await waitFor(() => ok > 50 || failures.length > 0);
       await callUnary(f.client.loadModel.bind(f.client), { model: 'mlp', version: v2 });
       target = v2;
+      // A request that names v1 explicitly loads it again: unload once the last of those has been answered.
+      await waitFor(() => toV1 === 0);
       await callUnary(f.client.unloadModel.bind(f.client), { model: 'mlp', version: v1 });
       const after = ok;
       await waitFor(() => ok > after + 50 || failures.length > 0);

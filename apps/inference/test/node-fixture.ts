@@ -57,7 +57,7 @@ export async function startNodeFixture(overrides: Partial<InferenceConfig> = {},
       return version.version;
     },
     predict(model, version, inputs, opts = {}) {
-      return callUnary(client.predict.bind(client), { model, version, alias: '', inputs, outputNames: [] }, opts);
+      return callUnary(client.predict.bind(client), { model, version, alias: '', inputs, outputNames: [], sha256: '' }, opts);
     },
     async stop() {
       client.close();

@@ -34,9 +34,11 @@ export function decodePageToken(token: string, scope: string): string {
   return (cursor as PageCursor).after;
 }
 
-/** Page size within [1, max], 0 meaning the default. */
-export function pageSizeOf(requested: number, fallback = 50, max = 500): number {
-  if (!Number.isInteger(requested) || requested < 0) throw new InvalidArgumentError(`page_size ${requested} is invalid: expected 0 (default ${fallback}) to ${max}`);
-  if (requested > max) throw new InvalidArgumentError(`page_size ${requested} is too large: expected at most ${max}`);
-  return requested === 0 ? fallback : requested;
+/** Largest page a listing returns; bigger requests are served this many (the proto's contract). */
+export const MAX_PAGE_SIZE = 1000;
+
+/** Page size within [1, max]: 0 means the default, anything above the maximum is coerced to it (as AIP-158 asks). */
+export function pageSizeOf(requested: number, fallback = 50, max = MAX_PAGE_SIZE): number {
+  if (!Number.isInteger(requested) || requested < 0) throw new InvalidArgumentError(`page_size ${requested} is invalid: expected 0 (default ${fallback}) or a positive integer`);
+  return requested === 0 ? fallback : Math.min(requested, max);
 }

@@ -75,10 +75,8 @@ export class RegistryService {
   }
 
   private async download(request: DownloadVersionRequest, call: ServerWritableStream<DownloadVersionRequest, DownloadVersionResponse>) {
-    const chunkSize = request.chunkSize === 0 ? DEFAULT_CHUNK_BYTES : request.chunkSize;
-    if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
-      throw new InvalidArgumentError(`chunk_size ${request.chunkSize} is out of range: expected 0 (default ${DEFAULT_CHUNK_BYTES}) or ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`);
-    }
+    // A preference, as the proto says: clamped into range rather than refused.
+    const chunkSize = request.chunkSize === 0 ? DEFAULT_CHUNK_BYTES : Math.min(MAX_CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, request.chunkSize));
     let version: ModelVersion;
     if (request.sha256) {
       version = await this.registry.findBySha256(request.sha256);

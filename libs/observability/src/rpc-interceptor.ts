@@ -6,6 +6,9 @@ import { grpcCodeName, modelOf, type RpcMetrics } from './rpc-metrics';
 /** The metadata key that carries a request id from the gateway to the nodes. */
 export const REQUEST_ID_HEADER = 'x-request-id';
 
+/** How grpc-js words a unary or server-streaming call that ended without a request message. */
+const NO_REQUEST_MESSAGE = 'Received no request message';
+
 /** Calls too frequent or too long-lived to log one line each. */
 const QUIET_METHODS = new Set(['Check', 'Watch', 'ServerReflectionInfo']);
 
@@ -45,7 +48,8 @@ export function rpcInterceptor(options: RpcInterceptorOptions): ServerIntercepto
           onReceiveMetadata: (metadata, nextMetadata) => {
             const given = metadata.get(REQUEST_ID_HEADER)[0];
             requestId = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
-            if (!given) metadata.set(REQUEST_ID_HEADER, requestId);
+            // A missing or malformed id is replaced here, once: handlers forward what the metadata holds.
+            if (requestId !== given) metadata.set(REQUEST_ID_HEADER, requestId);
             nextMetadata(metadata);
           },
           onReceiveMessage: (message: unknown, nextMessage) => {
@@ -58,6 +62,16 @@ export function rpcInterceptor(options: RpcInterceptorOptions): ServerIntercepto
           },
         }),
       sendStatus: (statusObject, next) => {
+        // grpc-js answers a unary call whose stream ended before its request message with UNIMPLEMENTED
+        // ("Received no request message"): that is a client that gave up, so the call is recorded as
+        // DEADLINE_EXCEEDED or CANCELLED, which is also what the client itself saw.
+        if (statusObject.code === status.UNIMPLEMENTED && statusObject.details?.startsWith(NO_REQUEST_MESSAGE)) {
+          const deadline = call.getDeadline();
+          const past = deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now();
+          statusObject = past
+            ? { ...statusObject, code: status.DEADLINE_EXCEEDED, details: 'deadline passed before the request message arrived' }
+            : { ...statusObject, code: status.CANCELLED, details: 'the client cancelled before sending its request message' };
+        }
         const code = statusObject.code ?? status.UNKNOWN;
         const ns = Number(process.hrtime.bigint() - started);
         // Names a client got wrong are not labels: they would let bad input grow the series set.

@@ -1,3 +1,4 @@
+import { connect } from 'node:http2';
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { InferenceServiceClient, InferenceServiceService, type InferenceServiceServer, type ModelMetadataResponse } from '@maas/proto';
 import { GrpcServer, NotFoundError, unary } from '@maas/rpc';
@@ -58,5 +59,30 @@ describe('rpcInterceptor feeding RpcMetrics', () => {
   it('answers 404 off /metrics and 405 for writes', async () => {
     expect((await fetch(`http://${metricsServer.address}/other`)).status).toBe(404);
     expect((await fetch(`http://${metricsServer.address}/metrics`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('counts a call whose client gave up before sending its message as CANCELLED or DEADLINE_EXCEEDED, not UNIMPLEMENTED', async () => {
+    // What a client that cancels early puts on the wire: headers, then the end of its stream, no message.
+    const session = connect(`http://127.0.0.1:${server.port}`);
+    const endEarly = (timeout?: string) =>
+      new Promise<void>((resolve) => {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/maas.v1.InferenceService/ModelMetadata',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          ...(timeout ? { 'grpc-timeout': timeout } : {}),
+        });
+        stream.on('response', () => undefined).on('data', () => undefined);
+        stream.on('close', () => resolve());
+        stream.end();
+      });
+    await endEarly();
+    await endEarly('1n');
+    session.close();
+    const body = await (await fetch(`http://${metricsServer.address}/metrics`)).text();
+    expect(body).not.toMatch(/method="ModelMetadata"[^\n]*code="UNIMPLEMENTED"/);
+    expect(body).toMatch(/maas_rpc_requests_total\{method="ModelMetadata",model="",version="",code="CANCELLED",service="test"\} 1/);
+    expect(body).toMatch(/maas_rpc_requests_total\{method="ModelMetadata",model="",version="",code="DEADLINE_EXCEEDED",service="test"\} 1/);
   });
 });

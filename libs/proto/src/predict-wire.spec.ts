@@ -8,8 +8,8 @@ function tensor(name: string, dtype: DataType, shape: number[], bytes: number, s
 }
 
 const requests: Array<[string, PredictRequest]> = [
-  ['empty', { model: '', version: 0, alias: '', inputs: [], outputNames: [] }],
-  ['one float tensor', { model: 'mlp', version: 3, alias: '', inputs: [tensor('input', DataType.DATA_TYPE_FLOAT32, [1, 4], 16)], outputNames: [] }],
+  ['empty', { model: '', version: 0, alias: '', inputs: [], outputNames: [], sha256: '' }],
+  ['one float tensor', { model: 'mlp', version: 3, alias: '', inputs: [tensor('input', DataType.DATA_TYPE_FLOAT32, [1, 4], 16)], outputNames: [], sha256: '' }],
   [
     'alias, several tensors, output names, unicode',
     {
@@ -18,11 +18,12 @@ const requests: Array<[string, PredictRequest]> = [
       alias: 'production',
       inputs: [tensor('x', DataType.DATA_TYPE_FLOAT32, [2, 3, 48, 320], 2 * 3 * 48 * 320 * 4), tensor('größe', DataType.DATA_TYPE_INT64, [2], 16, 7), tensor('empty', DataType.DATA_TYPE_FLOAT32, [0, 4], 0)],
       outputNames: ['logits', 'naïve'],
+      sha256: 'ab'.repeat(32),
     },
   ],
-  ['string tensor', { model: 'm', version: 1_000_000, alias: '', inputs: [{ name: 's', dtype: DataType.DATA_TYPE_STRING, shape: [3], rawData: Buffer.alloc(0), stringData: ['a', '', 'ünï'] }], outputNames: [] }],
-  ['large dims and version', { model: 'm', version: 2 ** 32 - 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_UINT8, [300, 70_000, 2 ** 40], 5)], outputNames: [] }],
-  ['negative dim (generated encoder path)', { model: 'm', version: 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_FLOAT32, [-1, 4], 16)], outputNames: [] }],
+  ['string tensor', { model: 'm', version: 1_000_000, alias: '', inputs: [{ name: 's', dtype: DataType.DATA_TYPE_STRING, shape: [3], rawData: Buffer.alloc(0), stringData: ['a', '', 'ünï'] }], outputNames: [], sha256: '' }],
+  ['large dims and version', { model: 'm', version: 2 ** 32 - 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_UINT8, [300, 70_000, 2 ** 40], 5)], outputNames: [], sha256: '' }],
+  ['negative dim (generated encoder path)', { model: 'm', version: 1, alias: '', inputs: [tensor('t', DataType.DATA_TYPE_FLOAT32, [-1, 4], 16)], outputNames: [], sha256: '' }],
 ];
 
 describe('one-pass Predict codec', () => {
@@ -50,7 +51,7 @@ describe('one-pass Predict codec', () => {
   });
 
   it('skips fields it does not know and reads unpacked shapes, as the generated decoder does', () => {
-    const base = encodePredictRequest({ model: 'm', version: 2, alias: '', inputs: [], outputNames: [] });
+    const base = encodePredictRequest({ model: 'm', version: 2, alias: '', inputs: [], outputNames: [], sha256: '' });
     // field 9 varint 150, field 10 length-delimited "xy", then an input tensor with an unpacked shape (3 << 3 | 0).
     const tensorBody = Buffer.from([0x0a, 0x01, 0x74, 0x18, 0x02, 0x18, 0x05]);
     const extra = Buffer.concat([Buffer.from([0x48, 0x96, 0x01, 0x52, 0x02, 0x78, 0x79, 0x22, tensorBody.length]), tensorBody]);

@@ -109,12 +109,21 @@ export function encodePredictRequest(m: PredictRequest): Buffer {
   if (m.alias !== '') total += fieldSize(Buffer.byteLength(m.alias));
   for (const s of sizes) total += fieldSize(s);
   for (const name of m.outputNames) total += fieldSize(Buffer.byteLength(name));
+  if (m.sha256 !== '') total += fieldSize(Buffer.byteLength(m.sha256));
   const out = new Out(Buffer.allocUnsafe(total));
   out.head(m);
   if (m.alias !== '') out.string(26, m.alias);
   m.inputs.forEach((t, i) => out.tensor(34, t, sizes[i]));
   for (const name of m.outputNames) out.string(42, name);
+  if (m.sha256 !== '') out.string(50, m.sha256);
   return out.buf;
+}
+
+/** How many bytes {@link encodePredictResponse} makes of `m`, without encoding it. */
+export function predictResponseSize(m: PredictResponse): number {
+  let total = headBytes(m);
+  for (const t of m.outputs) total += fieldSize(tensorBytes(t));
+  return total;
 }
 
 /** PredictResponse bytes, equal to the generated encoder's, with each tensor's bytes copied once. */
@@ -153,7 +162,7 @@ function readTensor(reader: BinaryReader, length: number): Tensor {
 /** Decodes a PredictRequest; tensor bytes are views of `bytes`. */
 export function decodePredictRequest(bytes: Uint8Array): PredictRequest {
   const reader = new BinaryReader(bytes);
-  const m: PredictRequest = { model: '', version: 0, alias: '', inputs: [], outputNames: [] };
+  const m: PredictRequest = { model: '', version: 0, alias: '', inputs: [], outputNames: [], sha256: '' };
   while (reader.pos < reader.len) {
     const [field, wireType] = reader.tag();
     if (field === 1 && wireType === WireType.LengthDelimited) m.model = reader.string();
@@ -161,6 +170,7 @@ export function decodePredictRequest(bytes: Uint8Array): PredictRequest {
     else if (field === 3 && wireType === WireType.LengthDelimited) m.alias = reader.string();
     else if (field === 4 && wireType === WireType.LengthDelimited) m.inputs.push(readTensor(reader, reader.uint32()));
     else if (field === 5 && wireType === WireType.LengthDelimited) m.outputNames.push(reader.string());
+    else if (field === 6 && wireType === WireType.LengthDelimited) m.sha256 = reader.string();
     else reader.skip(wireType);
   }
   return m;

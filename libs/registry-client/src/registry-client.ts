@@ -175,9 +175,18 @@ export class RegistryClient {
     return { ...opts, metadata: this.metadata(opts.metadata) };
   }
 
+  /**
+   * The client's metadata with a call's own on top. A key the call sets
+   * replaces the client's (Metadata.merge would add a second value, and
+   * `authorization` may carry only one).
+   */
   private metadata(extra?: Metadata): Metadata {
     const base = this.options.metadata?.() ?? new Metadata();
-    if (extra) base.merge(extra);
+    if (!extra) return base;
+    for (const [key, values] of Object.entries(extra.toJSON())) {
+      base.remove(key);
+      for (const value of values) base.add(key, value);
+    }
     return base;
   }
 }

@@ -40,9 +40,27 @@ export class FailedPreconditionError extends MaasError {
   }
 }
 
+/**
+ * Trailer a node sets on a RESOURCE_EXHAUSTED that is this node's state (its
+ * queue, its memory), not the request's: another node may well take it.
+ * Without it a RESOURCE_EXHAUSTED (a size limit) fails the same everywhere.
+ */
+export const RETRY_ELSEWHERE_TRAILER = 'maas-retry-elsewhere';
+
 export class ResourceExhaustedError extends MaasError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The limit hit is this server's state (queue, memory), not the request's: another replica may succeed. */
+  readonly retryElsewhere: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; retryElsewhere?: boolean }) {
     super(status.RESOURCE_EXHAUSTED, message, options);
+    this.retryElsewhere = options?.retryElsewhere ?? false;
+  }
+}
+
+/** The request named a version whose artifact changed meanwhile (deleted and re-created): resolve it again. */
+export class AbortedError extends MaasError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(status.ABORTED, message, options);
   }
 }
 

@@ -63,10 +63,19 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
 export const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 
 /**
+ * Default largest gRPC message a MaaS server or client sends or receives:
+ * 2 GiB − 1, the most a gRPC length prefix and a protobuf `bytes` field carry,
+ * and Triton's limit too, so a large batch is never refused by the transport
+ * first. Operators lower it per service (`GATEWAY_MAX_MESSAGE_BYTES`,
+ * `INFERENCE_MAX_MESSAGE_BYTES`) to bound memory per call.
+ */
+export const MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/**
  * Channel options every internal client uses; `receiveWindowBytes` widens the
  * HTTP/2 receive window (see {@link RECEIVE_WINDOW_BYTES}).
  */
-export function defaultClientOptions(maxMessageBytes = 64 * 1024 * 1024, opts: { receiveWindowBytes?: number } = {}): ClientOptions {
+export function defaultClientOptions(maxMessageBytes = MAX_MESSAGE_BYTES, opts: { receiveWindowBytes?: number } = {}): ClientOptions {
   return {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,

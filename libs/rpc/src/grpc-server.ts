@@ -7,6 +7,7 @@ import {
 } from '@grpc/grpc-js';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { MAX_MESSAGE_BYTES } from './grpc-client';
 
 /** Options of {@link GrpcServer}. */
 export interface GrpcServerOptions {
@@ -48,7 +49,7 @@ export class GrpcServer {
   private readonly services: string[] = [];
 
   constructor(private readonly options: GrpcServerOptions = {}) {
-    const max = 16 * 1024 * 1024;
+    const max = MAX_MESSAGE_BYTES;
     this.server = new Server({
       'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? max,
       'grpc.max_send_message_length': options.maxSendMessageBytes ?? max,

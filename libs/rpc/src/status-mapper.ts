@@ -1,5 +1,5 @@
 import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
-import { isGrpcStatusError, isMaasError } from './errors';
+import { isGrpcStatusError, isMaasError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER } from './errors';
 
 /**
  * Hook the boundary calls for errors that are not domain errors: they answer
@@ -23,7 +23,12 @@ export function setUnexpectedErrorReporter(reporter: UnexpectedErrorReporter): v
  */
 export function toServerError(err: unknown, method: string): ServerErrorResponse {
   if (isMaasError(err)) {
-    return Object.assign(new Error(err.message), { code: err.code, details: err.message });
+    const answer: ServerErrorResponse = Object.assign(new Error(err.message), { code: err.code, details: err.message });
+    if (err instanceof ResourceExhaustedError && err.retryElsewhere) {
+      answer.metadata = new Metadata();
+      answer.metadata.set(RETRY_ELSEWHERE_TRAILER, '1');
+    }
+    return answer;
   }
   if (isGrpcStatusError(err)) {
     const relayed: ServerErrorResponse = Object.assign(new Error(err.details), {

@@ -43,7 +43,9 @@ export function validateInputs(inputs: Tensor[], signature: TensorSpec[], limits
     if (tensor.dtype !== spec.dtype) throw mismatch('dtype mismatch');
     if (tensor.shape.length !== spec.shape.length) throw mismatch(`rank ${tensor.shape.length} instead of ${spec.shape.length}`);
     tensor.shape.forEach((dim, i) => {
-      if (!Number.isSafeInteger(dim) || dim < 0) throw mismatch(`dimension ${i} is ${dim}, not a non-negative integer`);
+      if (!Number.isSafeInteger(dim) || dim < 0) throw mismatch(`dimension ${i} is ${dim}, not a positive integer`);
+      // An empty tensor cannot be run: onnxruntime fails inside the graph (INTERNAL) or answers nothing useful.
+      if (dim === 0) throw mismatch(`dimension ${i} is 0: every dimension must be at least 1 (empty tensors cannot be run)`);
       if (dim > maxDim) throw mismatch(`dimension ${i} is ${dim}, above the limit ${maxDim}`);
       if (spec.shape[i] >= 0 && dim !== spec.shape[i]) throw mismatch(`dimension ${i} must be ${spec.shape[i]}`);
     });

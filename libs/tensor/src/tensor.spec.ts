@@ -24,6 +24,7 @@ describe('validateInputs', () => {
     ['rank mismatch', [f32('input', [4])], /rank 1 instead of 2/],
     ['fixed dim mismatch', [f32('input', [1, 5])], /dimension 1 must be 4; expected float32\[-1,4\], got float32\[1,5\]/],
     ['negative dim', [{ ...f32('input', [1, 4]), shape: [-2, 4] }], /dimension 0 is -2/],
+    ['empty batch', [{ ...f32('input', [1, 4]), shape: [0, 4], rawData: Buffer.alloc(0) }], /dimension 0 is 0: every dimension must be at least 1/],
     ['absurd dim', [{ ...f32('input', [1, 4]), shape: [2 ** 40, 4] }], /above the limit/],
     ['short payload', [{ ...f32('input', [2, 4]), rawData: Buffer.alloc(31) }], /raw_data has 31 bytes, expected 8 elements × 4 bytes = 32/],
     ['strings on a numeric tensor', [{ ...f32('input', [1, 4]), stringData: ['x'] }], /carry raw_data, not string_data/],

@@ -25,7 +25,7 @@ export function registerPredictCommand(program: Command, run: Run): void {
           names.add(p.name);
         }
         const inputs = parsed.map((p) => encodeTensor(p.name, p.value, metadata.inputs.find((i) => i.name === p.name)));
-        const answer = await callUnary(gw.predict.bind(gw), { ...ref, inputs, outputNames: opts.output ?? [] }, conn.call());
+        const answer = await callUnary(gw.predict.bind(gw), { ...ref, inputs, outputNames: opts.output ?? [], sha256: '' }, conn.call());
         const outputs = Object.fromEntries(answer.outputs.map((t) => [t.name, decodeTensor(t)]));
         process.stdout.write(`${JSON.stringify({ model: answer.model, version: answer.version, outputs }, null, 2)}\n`);
       })(),

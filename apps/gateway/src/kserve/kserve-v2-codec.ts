@@ -158,6 +158,7 @@ export function fromModelInferRequest(request: kserve.ModelInferRequest): Predic
     alias: '',
     inputs,
     outputNames: request.outputs.map((output) => output.name),
+    sha256: '',
   };
 }
 

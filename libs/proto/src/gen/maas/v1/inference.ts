@@ -33,6 +33,14 @@ export interface PredictRequest {
   inputs: Tensor[];
   /** Outputs to return; empty means all. */
   outputNames: string[];
+  /**
+   * The artifact (lower-case hex sha256) the caller resolved `model:version`
+   * to; the gateway always sets it. A node answers only from a session of the
+   * artifact the registry holds for the version now: when this differs from
+   * it the call fails with ABORTED (the model was replaced: resolve again).
+   * Empty: the node asks the registry on every call.
+   */
+  sha256: string;
 }
 
 export interface PredictResponse {
@@ -81,7 +89,10 @@ export interface LoadedModel {
   model: string;
   version: number;
   sha256: string;
-  /** Estimated resident memory of the session (artifact size based). */
+  /**
+   * Resident memory this version costs on the node: predicted before the
+   * load, then the RSS growth its load and its runs were measured to cause.
+   */
   memoryBytes: number;
   inFlight: number;
   queueDepth: number;
@@ -101,7 +112,7 @@ export interface ListLoadedResponse {
 }
 
 function createBasePredictRequest(): PredictRequest {
-  return { model: "", version: 0, alias: "", inputs: [], outputNames: [] };
+  return { model: "", version: 0, alias: "", inputs: [], outputNames: [], sha256: "" };
 }
 
 export const PredictRequest: MessageFns<PredictRequest> = {
@@ -120,6 +131,9 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     }
     for (const v of message.outputNames) {
       writer.uint32(42).string(v!);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(50).string(message.sha256);
     }
     return writer;
   },
@@ -177,6 +191,14 @@ export const PredictRequest: MessageFns<PredictRequest> = {
             message.outputNames.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -200,6 +222,7 @@ export const PredictRequest: MessageFns<PredictRequest> = {
         : globalThis.Array.isArray(object?.output_names)
         ? object.output_names.map((e: any) => globalThis.String(e))
         : [],
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
     };
   },
 
@@ -220,6 +243,9 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     if (message.outputNames?.length) {
       obj.outputNames = message.outputNames;
     }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
     return obj;
   },
 
@@ -233,6 +259,7 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     message.alias = object.alias ?? "";
     message.inputs = object.inputs?.map((e) => Tensor.fromPartial(e)) || [];
     message.outputNames = object.outputNames?.map((e) => e) || [];
+    message.sha256 = object.sha256 ?? "";
     return message;
   },
 };

@@ -125,7 +125,10 @@ export interface GetModelRequest {
 }
 
 export interface ListModelsRequest {
-  /** At most this many models per page (default 50, max 1000). */
+  /**
+   * At most this many models per page: 0 means 50; values above 1000 are
+   * served as 1000.
+   */
   pageSize: number;
   /** Opaque token from a previous response's next_page_token. */
   pageToken: string;
@@ -181,6 +184,10 @@ export interface GetVersionRequest {
 
 export interface ListVersionsRequest {
   model: string;
+  /**
+   * At most this many versions per page: 0 means 50; values above 1000 are
+   * served as 1000.
+   */
   pageSize: number;
   pageToken: string;
   /** Include archived versions. */
@@ -197,7 +204,10 @@ export interface DownloadVersionRequest {
   version: number;
   /** Alternative to model and version: the artifact's sha256. */
   sha256: string;
-  /** Preferred chunk size in bytes (default 256 KiB, max 4 MiB). */
+  /**
+   * Preferred chunk size in bytes: 0 means 256 KiB; other values are clamped
+   * to 1 KiB..4 MiB.
+   */
   chunkSize: number;
 }
 
