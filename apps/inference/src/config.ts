@@ -6,10 +6,7 @@ import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
 export const inferenceConfigSchema = {
   logLevel: commonConfig.logLevel,
   consulAddress: commonConfig.consulAddress,
-  redisUrl: {
-    ...commonConfig.redisUrl,
-    doc: 'Redis URL (redis://host:port) whose change events make nodes drop versions of deleted or replaced models at once; unset: they are found by the periodic check.',
-  },
+  redisUrl: commonConfig.redisUrl,
   metricsPort: commonConfig.metricsPort,
   tlsCertFile: commonConfig.tlsCertFile,
   tlsKeyFile: commonConfig.tlsKeyFile,
@@ -29,7 +26,7 @@ export const inferenceConfigSchema = {
     env: 'INFERENCE_MEMORY_BUDGET',
     default: 2 * 1024 ** 3,
     parse: parse.byteSize,
-    doc: 'Memory the loaded versions may hold (estimated as 2 × artifact size each); LRU idle versions unload beyond it.',
+    doc: 'Resident memory the loaded versions may hold: each counted as its measured cost (predicted at load as 16 MiB + 4 × artifact size per instance, then the RSS growth its load and runs caused); LRU idle versions unload beyond it.',
   },
   intraOpThreads: { env: 'INFERENCE_INTRA_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime intra-op threads per session.' },
   interOpThreads: { env: 'INFERENCE_INTER_OP_THREADS', default: 1, parse: parse.integer({ min: 1, max: 256 }), doc: 'onnxruntime inter-op threads per session.' },

@@ -1,4 +1,3 @@
-import { predictCost } from '../src/version-cost';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -6,6 +5,7 @@ import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { DataType } from '@maas/proto';
 import { callUnary } from '@maas/rpc';
 import { mlpModel, paddedModel, seededFloats, tempDir, waitFor } from '@maas/testing';
+import { predictCost } from '../src/version-cost';
 import { floatsOf, floatTensor, startNodeFixture, type NodeFixture } from './node-fixture';
 
 async function failure(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
@@ -213,5 +213,41 @@ describe('inference node over gRPC with a real registry', () => {
     }
     expect(failures).toEqual([]);
     expect(f.node.manager.list().map((m) => m.version.version)).toEqual([v2]);
+  });
+  it('never answers from a deleted model: re-created under the same name and version, the new artifact answers', async () => {
+    f = await startNodeFixture();
+    const input = [floatTensor('input', [1, 4], [1, 2, 3, 4])];
+    await f.push('m', mlpModel({ seed: 1 }));
+    const oldSha = (await f.registry.getVersion('m', 1)).sha256;
+    const before = floatsOf((await f.predict('m', 1, input)).outputs[0]);
+    await f.registry.deleteModel('m');
+    await f.registry.createModel('m');
+    await f.registry.upload({ model: 'm', description: '', sha256: '', sizeBytes: 0, runtime: undefined, aliases: [] }, [mlpModel({ seed: 2 })]);
+    const newSha = (await f.registry.getVersion('m', 1)).sha256;
+    // Without a sha256 the node asks the registry; with the new one it loads it; with the old one it refuses.
+    const after = floatsOf((await f.predict('m', 1, input)).outputs[0]);
+    expect(after).not.toEqual(before);
+    const named = (sha256: string) => callUnary(f.client.predict.bind(f.client), { model: 'm', version: 1, alias: '', inputs: input, outputNames: [], sha256 });
+    expect(floatsOf((await named(newSha)).outputs[0])).toEqual(after);
+    await expect(named(oldSha)).rejects.toMatchObject({ code: status.ABORTED, details: expect.stringContaining('resolve it again') });
+    await expect(named('XYZ')).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect(f.node.manager.list().map((m) => m.sha256)).toEqual([newSha]);
+  });
+
+  it('unloads versions of a deleted model by its periodic check, without Redis', async () => {
+    f = await startNodeFixture({ reconcileIntervalMs: 200 });
+    await f.push('gone', mlpModel({ seed: 1 }));
+    await f.predict('gone', 1, [floatTensor('input', [1, 4], [1, 2, 3, 4])]);
+    expect(f.node.manager.find('gone', 1)).toBeDefined();
+    const started = Date.now();
+    await f.registry.deleteModel('gone');
+    await waitFor(() => f.node.manager.find('gone', 1) === undefined, { timeoutMs: 2000, description: 'the deleted version to be unloaded' });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it('refuses zero-size dimensions before onnxruntime sees them', async () => {
+    f = await startNodeFixture();
+    await f.push('z', mlpModel());
+    await expect(f.predict('z', 1, [floatTensor('input', [0, 4], [])])).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining('dimension 0 is 0') });
   });
 });

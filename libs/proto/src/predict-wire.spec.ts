@@ -1,5 +1,5 @@
 import { DataType, PredictRequest, PredictResponse, type Tensor } from './index';
-import { decodePredictRequest, decodePredictResponse, encodePredictRequest, encodePredictResponse } from './predict-wire';
+import { decodePredictRequest, decodePredictResponse, encodePredictRequest, encodePredictResponse, predictResponseSize } from './predict-wire';
 
 function tensor(name: string, dtype: DataType, shape: number[], bytes: number, seed = 1): Tensor {
   const rawData = Buffer.alloc(bytes);
@@ -39,6 +39,7 @@ describe('one-pass Predict codec', () => {
     const expected = Buffer.from(PredictResponse.encode(message).finish());
     const bytes = encodePredictResponse(message);
     expect(bytes.equals(expected)).toBe(true);
+    expect(predictResponseSize(message)).toBe(expected.length);
     expect(decodePredictResponse(bytes)).toEqual(PredictResponse.decode(expected));
   });
 

@@ -121,6 +121,7 @@ export function encodePredictRequest(m: PredictRequest): Buffer {
 
 /** How many bytes {@link encodePredictResponse} makes of `m`, without encoding it. */
 export function predictResponseSize(m: PredictResponse): number {
+  if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return PredictResponse.encode(m).finish().length;
   let total = headBytes(m);
   for (const t of m.outputs) total += fieldSize(tensorBytes(t));
   return total;

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { waitFor } from './wait-for';
@@ -19,6 +20,8 @@ export interface ChildOptions {
   readyTimeoutMs?: number;
   /** Name used in error messages. */
   name?: string;
+  /** Every stdout line is also appended here, for a test process of another language to read. */
+  logFile?: string;
 }
 
 /** One stdout line, with its JSON parse when it was a JSON log line. */
@@ -70,7 +73,10 @@ export async function startChild(options: ChildOptions): Promise<TestChild> {
   proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
-  createInterface({ input: proc.stdout! }).on('line', (text) => lines.push(parseLine(text)));
+  createInterface({ input: proc.stdout! }).on('line', (text) => {
+    lines.push(parseLine(text));
+    if (options.logFile) appendFileSync(options.logFile, `${text}\n`);
+  });
   const exited = new Promise<number | string>((done) => {
     proc.once('exit', (code, signal) => done(code ?? signal ?? -1));
   });
