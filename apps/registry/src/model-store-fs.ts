@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ModelVersion } from '@maas/proto';
@@ -67,6 +67,11 @@ export class FsModelStore implements ModelStore {
     await rm(store.staging, { recursive: true, force: true });
     await mkdir(store.staging, { recursive: true });
     return store;
+  }
+
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.root);
+    return fs.bavail * fs.bsize;
   }
 
   async listModels(): Promise<ModelRecord[]> {

@@ -39,6 +39,8 @@ export interface ModelStore {
   putVersion(version: ModelVersion): Promise<void>;
   /** A new staging location for an upload. */
   stage(): Promise<StagedArtifact>;
+  /** Bytes an upload may still write to the store (free space to an unprivileged writer). */
+  freeBytes(): Promise<number>;
   /**
    * Makes a staged artifact the next version of `model`: `build` receives the
    * allocated number and returns the manifest. The version appears whole or not at all.

@@ -8,6 +8,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  ResourceExhaustedError,
   validateAlias,
   validateModelName,
   type ModelRef,
@@ -35,6 +36,18 @@ const versionCodec = protoCodec(ModelVersion);
  * versions, aliases and resolution, with a read-through cache invalidated and
  * a change event published on every write.
  */
+/** Room kept free beside an artifact for its manifest and the model record. */
+const STORAGE_HEADROOM_BYTES = 64 * 1024;
+
+/** A write that ran out of space (mid-stream, at fsync or at commit) is the storage's limit, not an internal error. */
+function storageFull(err: unknown): never {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    throw new ResourceExhaustedError('registry storage is full: the upload did not fit and nothing was stored; free space or delete unused versions, then retry', { cause: err });
+  }
+  throw err;
+}
+
 export class Registry {
   private readonly maxUploadBytes: number;
   private readonly verifyMaxBytes: number;
@@ -122,7 +135,12 @@ export class Registry {
       throw new InvalidArgumentError(`size_bytes ${meta.sizeBytes} exceeds the upload limit of ${this.maxUploadBytes} bytes`);
     }
     await this.requireModel(name);
-    const staged = await this.store.stage();
+    // A declared size that cannot fit is refused before a byte is streamed (the manifest needs a little more).
+    const free = await this.store.freeBytes();
+    if (meta.sizeBytes > 0 && meta.sizeBytes + STORAGE_HEADROOM_BYTES > free) {
+      throw new ResourceExhaustedError(`registry storage is full: the upload declares ${meta.sizeBytes} bytes and ${free} bytes are free; nothing was stored`);
+    }
+    const staged = await this.store.stage().catch(storageFull);
     try {
       const written = await writeStagedArtifact(staged, chunks, { maxBytes: this.maxUploadBytes, signal });
       if (written.sizeBytes === 0) throw new InvalidArgumentError('upload had no artifact bytes: send one or more chunk messages after the metadata');
@@ -162,6 +180,8 @@ export class Registry {
         await this.bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: name, version: version.version, alias, time: new Date() });
       }
       return { ...version, aliases };
+    } catch (err) {
+      return storageFull(err);
     } finally {
       await staged.discard();
     }

@@ -59,10 +59,15 @@ export function registerPushCommand(program: Command, run: Run): void {
           maxQueueSize: integerOption(opts.maxQueueSize, '--max-queue-size'),
         };
         const sha256 = await sha256Of(file);
+        let created = false;
         if (opts.create) {
-          await conn.registry.createModel(model, '', [], conn.call()).catch((err: unknown) => {
-            if (statusOf(err) !== status.ALREADY_EXISTS) throw err;
-          });
+          created = await conn.registry.createModel(model, '', [], conn.call()).then(
+            () => true,
+            (err: unknown) => {
+              if (statusOf(err) !== status.ALREADY_EXISTS) throw err;
+              return false;
+            },
+          );
         }
         const bar = process.stderr.isTTY ? new SingleBar({ format: 'upload [{bar}] {percentage}% {value}/{total} B', stream: process.stderr }, Presets.shades_classic) : undefined;
         bar?.start(size, 0);
@@ -78,6 +83,10 @@ export function registerPushCommand(program: Command, run: Run): void {
             process.stdout.write(`pushed ${version.model}:${version.version}  sha256=${version.sha256}  ${version.sizeBytes} B\n`);
             if (version.aliases.length) process.stdout.write(`aliases: ${version.aliases.join(', ')}\n`);
           }
+        } catch (err) {
+          // A failed push leaves nothing behind: not even the model this command created for it.
+          if (created) await conn.registry.deleteModel(model, conn.call()).catch(() => undefined);
+          throw err;
         } finally {
           bar?.stop();
         }
