@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateApiKey, hashApiKey } from '@maas/auth';
-import { mlpModel, REPO_ROOT, startChild, tempDir, type TestChild } from '@maas/testing';
+import { mlpModel, REPO_ROOT, startService, tempDir, type TestChild } from '@maas/testing';
 
 const exec = promisify(execFile);
 
@@ -31,9 +31,9 @@ describe('the CLI against a gateway with API keys on', () => {
 
   beforeAll(async () => {
     const start = async (name: string, entry: string, env: Record<string, string>) => {
-      const child = await startChild({ entry, env, name, readyWhen: (l) => l.json?.msg === 'listening' });
-      children.push(child);
-      return child.lines.find((l) => l.json?.msg === 'listening')!.json!.port as number;
+      const service = await startService(name, entry, env);
+      children.push(service.child);
+      return service.port;
     };
     const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: '', CONSUL_HTTP_ADDR: '' });
     const node = await start('node', 'apps/inference/src/main.ts', {

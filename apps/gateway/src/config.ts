@@ -43,9 +43,9 @@ export const gatewayConfigSchema = {
   },
   outlierMinExtraMs: {
     env: 'GATEWAY_OUTLIER_MIN_EXTRA_MS',
-    default: 20,
+    default: 50,
     parse: parse.number({ min: 0 }),
-    doc: 'Absolute latency margin of outlier ejection, so millisecond jitter never ejects a node.',
+    doc: 'Absolute latency margin of outlier ejection, so scheduling jitter on shared cores (tens of ms, measured) never ejects a healthy node.',
   },
   outlierEjectMs: {
     env: 'GATEWAY_OUTLIER_EJECT_MS',

@@ -12,6 +12,11 @@ export interface NodeHandle {
   inFlight: number;
   /** Set after a connection failure: skipped for routing until then (epoch ms). */
   ejectedUntil: number;
+  /**
+   * Since when (epoch ms) the node has had calls outstanding without answering
+   * any call at all; 0 while it answers. A frozen node's grows without bound.
+   */
+  silentSince: number;
 }
 
 /**
@@ -80,7 +85,7 @@ export class NodePool {
         this.options.credentials ?? grpcCredentials.createInsecure(),
         defaultClientOptions(this.options.maxMessageBytes, { receiveWindowBytes: RECEIVE_WINDOW_BYTES }),
       );
-      this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0 });
+      this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0, silentSince: 0 });
     }
     for (const [id, node] of this.nodes) {
       if (seen.has(id)) continue;

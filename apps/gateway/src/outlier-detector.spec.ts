@@ -5,15 +5,15 @@ describe('OutlierDetector', () => {
 
   it('flags a node whose median is far above its best peer on the same model version', () => {
     const d = new OutlierDetector();
-    feed(d, 'm:1', 'fast', [2, 3, 2, 2]);
-    expect(feed(d, 'm:1', 'slow', [60, 62])).toBeUndefined(); // not enough answers yet
-    expect(feed(d, 'm:1', 'slow', [61])).toMatch(/median 61.0 ms .* best peer 2.0 ms/);
+    feed(d, 'm:1', 'fast', [2, 3, 2, 2, 2, 2, 3, 2]);
+    expect(feed(d, 'm:1', 'slow', [160, 162, 161, 160, 161, 160, 162])).toBeUndefined(); // not a full window yet
+    expect(feed(d, 'm:1', 'slow', [161])).toMatch(/median 161.0 ms .* best peer 2.0 ms/);
   });
 
   it('ignores a single slow answer such as a cold model load', () => {
     const d = new OutlierDetector();
-    feed(d, 'm:1', 'a', [2, 2, 2]);
-    expect(feed(d, 'm:1', 'b', [900, 2, 3, 2])).toBeUndefined();
+    feed(d, 'm:1', 'a', [2, 2, 2, 2, 2, 2, 2, 2]);
+    expect(feed(d, 'm:1', 'b', [900, 2, 3, 2, 900, 2, 2, 2])).toBeUndefined();
   });
 
   it('compares only answers for the same model version', () => {
@@ -24,8 +24,8 @@ describe('OutlierDetector', () => {
 
   it('keeps a margin for small absolute differences and can be turned off', () => {
     const d = new OutlierDetector();
-    feed(d, 'm:1', 'a', [1, 1, 1]);
-    expect(feed(d, 'm:1', 'b', [15, 15, 15])).toBeUndefined(); // 15 < 3 × 1 + 20
+    feed(d, 'm:1', 'a', [1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(feed(d, 'm:1', 'b', [40, 40, 40, 40, 40, 40, 40, 40])).toBeUndefined(); // 40 < 3 × 1 + 50: scheduling jitter
     const off = new OutlierDetector({ factor: 0 });
     feed(off, 'm:1', 'a', [1, 1, 1]);
     expect(feed(off, 'm:1', 'b', [500, 500, 500])).toBeUndefined();
@@ -33,8 +33,8 @@ describe('OutlierDetector', () => {
 
   it('starts a forgotten node afresh', () => {
     const d = new OutlierDetector();
-    feed(d, 'm:1', 'a', [1, 1, 1]);
-    feed(d, 'm:1', 'b', [100, 100]);
+    feed(d, 'm:1', 'a', [1, 1, 1, 1, 1, 1, 1, 1]);
+    feed(d, 'm:1', 'b', [100, 100, 100, 100, 100, 100, 100]);
     d.forget('b');
     expect(d.record('m:1', 'b', 100)).toBeUndefined();
   });

@@ -2,11 +2,11 @@
 export interface OutlierOptions {
   /** A node is an outlier when its median latency exceeds `factor` × the best peer's plus `minExtraMs`. 0 turns detection off. @default 3 */
   factor?: number;
-  /** Absolute margin on top of the factor, so millisecond jitter on tiny models never ejects. @default 20 */
+  /** Absolute margin on top of the factor, so millisecond jitter on tiny models never ejects. @default 50 */
   minExtraMs?: number;
   /** Recent answers kept per node and model version. @default 8 */
   window?: number;
-  /** Answers a node (and a peer) needs before it can be judged. @default 3 */
+  /** Answers a node (and a peer) needs before it can be judged: a full window, so the slow first answers of a load or one burst do not eject. @default 8 */
   minSamples?: number;
 }
 
@@ -31,9 +31,9 @@ export class OutlierDetector {
 
   constructor(options: OutlierOptions = {}) {
     this.factor = options.factor ?? 3;
-    this.minExtraMs = options.minExtraMs ?? 20;
+    this.minExtraMs = options.minExtraMs ?? 50;
     this.window = options.window ?? 8;
-    this.minSamples = options.minSamples ?? 3;
+    this.minSamples = options.minSamples ?? 8;
   }
 
   /**

@@ -14,6 +14,8 @@ import {
 } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from './node-pool';
+import { runAttempts, silentForMs } from './hedged-attempts';
+import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
 import { rankNodes } from './rendezvous-router';
 import type { VersionResolver } from './version-resolver';
@@ -36,6 +38,9 @@ function retryElsewhere(err: unknown): boolean {
 const OVER_LIMIT = /^Received message larger than max \((\d+) vs\.? (\d+)\)/;
 
 const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
+
+/** A node is stuck when silent with calls outstanding for 4 × the hedge delay, and never sooner than this. */
+const STUCK_FLOOR_MS = 500;
 const asIs = (bytes: Buffer): Buffer => bytes;
 
 /** A node's Predict that leaves the answer encoded. */
@@ -63,7 +68,31 @@ export interface PredictRouterOptions {
     /** How long a slow node is left out, in ms. @default 10000 */
     ejectMs?: number;
   };
+  /** When a call is late enough to hedge; see {@link LatencyTracker}. */
+  hedging?: LatencyTrackerOptions;
   logger?: Logger;
+}
+
+/** Tokens earned per request, spent one per hedged copy, so hedges stay a small share of the load. */
+class TokenBucket {
+  private tokens: number;
+
+  constructor(
+    private readonly perRequest: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  earn(): void {
+    this.tokens = Math.min(this.burst, this.tokens + this.perRequest);
+  }
+
+  take(): boolean {
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
 }
 
 /**
@@ -77,6 +106,9 @@ export class PredictRouter {
   /** Rendezvous orders by `model:version`, valid for one node-set generation. */
   private readonly ranks = new Map<string, { generation: number; nodes: NodeHandle[] }>();
   private readonly outliers: OutlierDetector;
+  private readonly latency: LatencyTracker;
+  /** Hedged copies are paid from this budget: about one per ten requests, in bursts of ten. */
+  private readonly hedges = new TokenBucket(0.1, 10);
 
   constructor(
     private readonly pool: NodePool,
@@ -85,6 +117,7 @@ export class PredictRouter {
   ) {
     this.k = Math.max(1, options.homeNodes ?? 2);
     this.outliers = new OutlierDetector(options.outliers);
+    this.latency = new LatencyTracker(options.hedging);
   }
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
@@ -99,10 +132,12 @@ export class PredictRouter {
   candidates(model: string, version: number): NodeHandle[] {
     const ranked = this.ranked(`${model}:${version}`);
     const usable = ranked.filter((n) => !this.pool.isEjected(n));
-    // Ejected nodes are last resorts, never among the homes picked by load.
-    const pool = usable.length > 0 ? usable : ranked;
-    const homes = pool.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
-    return [...homes, ...pool.slice(this.k), ...(usable.length > 0 ? ranked.filter((n) => this.pool.isEjected(n)) : [])];
+    // Ejected nodes are last resorts, never among the homes picked by load; among them, the one
+    // back soonest first (the most recently ejected, say a node just found stuck, last).
+    const ejected = ranked.filter((n) => this.pool.isEjected(n)).sort((a, b) => a.ejectedUntil - b.ejectedUntil);
+    if (usable.length === 0) return ejected;
+    const homes = usable.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
+    return [...homes, ...usable.slice(this.k), ...ejected];
   }
 
   /** Leaves a node out for a while when it answers far slower than its peers on the same model version. */
@@ -158,35 +193,49 @@ export class PredictRouter {
     }
     // The artifact travels with the request: a node answers only from a session of exactly it.
     const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
+    this.hedges.earn();
     const key = `${version.model}:${version.version}`;
-    let lastError: unknown;
-    for (const node of candidates) {
-      if (Date.now() >= deadline) break;
-      node.inFlight += 1;
-      const started = performance.now();
-      try {
-        const answer = await callUnary(predictBytes(node), forwarded, { deadlineMs: deadline, signal: ctx.signal, metadata: ctx.metadata });
-        this.noteLatency(key, node, performance.now() - started);
-        return answer;
-      } catch (err) {
-        lastError = err;
-        const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
-        if (over) {
-          throw new ResourceExhaustedError(
-            `the answer of ${version.model}:${version.version} is ${over[1]} bytes, above the gateway's message limit of ${over[2]} bytes (GATEWAY_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
-          );
-        }
-        if (ctx.signal.aborted || !retryElsewhere(err)) throw err;
-        if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
-        this.options.logger?.warn({ node: node.instance.id, model: version.model, version: version.version, err: (err as ServiceError).details }, 'node failed; trying the next one');
-      } finally {
-        node.inFlight -= 1;
+    const label = `${version.model}:${version.version}`;
+    const lateAfterMs = this.latency.lateAfterMs(key);
+    try {
+      return await runAttempts<Buffer>({
+        candidates,
+        signal: ctx.signal,
+        lateAfterMs,
+        stuckAfterMs: Math.max(STUCK_FLOOR_MS, 4 * lateAfterMs),
+        send: (node, signal) => callUnary(predictBytes(node), forwarded, { deadlineMs: deadline, signal, metadata: ctx.metadata }),
+        mayHedge: () => this.hedges.take(),
+        retryElsewhere,
+        isEjected: (node) => this.pool.isEjected(node),
+        onSuccess: (node, ms) => {
+          this.latency.record(key, ms);
+          this.noteLatency(key, node, ms);
+        },
+        onFailure: (node, err) => {
+          if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
+          this.options.logger?.warn({ node: node.instance.id, model: version.model, version: version.version, err: (err as ServiceError).details }, 'node failed; trying the next one');
+        },
+        // A node that keeps calls and answers none (frozen, partitioned) is worse than a slow one:
+        // it is ejected even when every other node is ejected too; ejected nodes stay last resorts.
+        onStuck: (node) =>
+          this.pool.eject(node.instance.id, this.options.outliers?.ejectMs ?? 10_000, `stuck: calls outstanding for ${silentForMs(node)} ms without any answer (on ${label})`),
+        exhausted: (last) => {
+          const why = (last as ServiceError | undefined)?.details ?? 'no node was tried';
+          return new UnavailableError(`every healthy node failed for ${label} (${candidates.length} tried; last: ${why})`);
+        },
+      });
+    } catch (err) {
+      const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
+      if (over) {
+        throw new ResourceExhaustedError(
+          `the answer of ${label} is ${over[1]} bytes, above the gateway's message limit of ${over[2]} bytes (GATEWAY_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
+        );
       }
+      if (statusOf(err) === status.DEADLINE_EXCEEDED && Date.now() >= deadline) {
+        throw new DeadlineExceededError(`deadline passed while routing ${label} (tried ${candidates.length} node(s))`, { cause: err });
+      }
+      throw err;
     }
-    if (Date.now() >= deadline) {
-      throw new DeadlineExceededError(`deadline passed while routing ${version.model}:${version.version} (tried ${candidates.length} node(s))`);
-    }
-    const why = (lastError as ServiceError | undefined)?.details ?? 'unknown';
-    throw new UnavailableError(`every healthy node failed for ${version.model}:${version.version} (${candidates.length} tried; last: ${why})`);
   }
+
 }

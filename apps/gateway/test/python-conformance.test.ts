@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateApiKey, hashApiKey } from '@maas/auth';
-import { mlpModel, REPO_ROOT, startChild, startRedis, tempDir, type TestChild, type TestRedis } from '@maas/testing';
+import { mlpModel, REPO_ROOT, startRedis, startService, tempDir, type TestChild, type TestRedis } from '@maas/testing';
 import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 
 /**
@@ -79,10 +79,9 @@ describeIf('public API through a Python grpcio client', () => {
     redis = await startRedis();
     const log = (name: string) => join(dir.path, `${name}.log`);
     const start = async (name: string, entry: string, env: Record<string, string>) => {
-      const child = await startChild({ entry, env: { LOG_LEVEL: 'debug', ...env }, name, logFile: log(name), readyWhen: (l) => l.json?.msg === 'listening' });
-      children.push(child);
-      const ready = child.lines.find((l) => l.json?.msg === 'listening')!.json!;
-      return { port: ready.port as number, metricsPort: ready.metricsPort as number | undefined, pid: child.pid };
+      const service = await startService(name, entry, { LOG_LEVEL: 'debug', ...env }, { logFile: log(name) });
+      children.push(service.child);
+      return { port: service.port, metricsPort: service.metricsPort, pid: service.child.pid };
     };
     const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: redis.url });
     const registryAddress = `127.0.0.1:${registry.port}`;

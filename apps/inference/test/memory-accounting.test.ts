@@ -4,7 +4,7 @@ import { credentials } from '@grpc/grpc-js';
 import { InferenceServiceClient } from '@maas/proto';
 import { RegistryClient } from '@maas/registry-client';
 import { callUnary, defaultClientOptions } from '@maas/rpc';
-import { REPO_ROOT, startChild, tempDir, type TestChild } from '@maas/testing';
+import { REPO_ROOT, startService, tempDir, type TestChild } from '@maas/testing';
 import { loadRegistryConfig } from '../../registry/src/config';
 import { startRegistry, type RegistryApp } from '../../registry/src/registry-app';
 import { floatTensor } from './node-fixture';
@@ -30,14 +30,9 @@ describe('memory accounting of loaded versions', () => {
 
   beforeAll(async () => {
     registryApp = await startRegistry(loadRegistryConfig({}, { port: 0, dataDir: dirs[0].path }));
-    node = await startChild({
-      entry: 'apps/inference/src/main.ts',
-      env: { INFERENCE_PORT: '0', INFERENCE_CACHE_DIR: dirs[1].path, REGISTRY_ADDRESS: registryApp.address, REDIS_URL: '', CONSUL_HTTP_ADDR: '' },
-      readyWhen: (l) => l.json?.msg === 'listening',
-      name: 'node',
-    });
-    const port = node.lines.find((l) => l.json?.msg === 'listening')!.json!.port as number;
-    client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), defaultClientOptions());
+    const service = await startService('node', 'apps/inference/src/main.ts', { INFERENCE_PORT: '0', INFERENCE_CACHE_DIR: dirs[1].path, REGISTRY_ADDRESS: registryApp.address, REDIS_URL: '', CONSUL_HTTP_ADDR: '' });
+    node = service.child;
+    client = new InferenceServiceClient(service.address, credentials.createInsecure(), defaultClientOptions());
   }, 60_000);
 
   afterAll(async () => {

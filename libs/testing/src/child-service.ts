@@ -127,3 +127,22 @@ export async function startChild(options: ChildOptions): Promise<TestChild> {
   }
   return child;
 }
+
+/** A MaaS service process started by {@link startService}, with the ports its `listening` line gave. */
+export interface TestService {
+  child: TestChild;
+  port: number;
+  address: string;
+  metricsPort?: number;
+}
+
+/**
+ * Starts one MaaS service entry point (registry, inference node, gateway) as
+ * its own process and waits for its `listening` log line.
+ */
+export async function startService(name: string, entry: string, env: Record<string, string>, options: { logFile?: string } = {}): Promise<TestService> {
+  const child = await startChild({ entry, env, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
+  const ready = child.lines.find((l) => l.json?.msg === 'listening')!.json!;
+  const port = ready.port as number;
+  return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined };
+}
