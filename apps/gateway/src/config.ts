@@ -28,6 +28,12 @@ export const gatewayConfigSchema = {
     parse: parse.byteSize,
     doc: 'Largest request or response message (default 2 GiB − 1, as Triton); bigger ones fail with RESOURCE_EXHAUSTED naming the size and the limit.',
   },
+  maxUploadsPerKey: {
+    env: 'GATEWAY_MAX_UPLOADS_PER_KEY',
+    default: 4,
+    parse: parse.integer({ min: 1 }),
+    doc: 'Uploads one API key may have open at once; more are refused with RESOURCE_EXHAUSTED (the registry caps the total and cuts idle ones).',
+  },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {
     env: 'GATEWAY_DEFAULT_TIMEOUT_MS',

@@ -146,7 +146,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     // 1 MiB, 40-67 MiB with 16 MiB; a 1 MiB window gained PP-OCRv4 Predict only 59-60 -> 61-69 req/s.
   });
   server.addService('maas.v1.GatewayService', GatewayServiceServed, gatewayService.handlers());
-  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined)).handlers());
+  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined), config.maxUploadsPerKey).handlers());
   const kserveService = new KserveV2Service({
     authorize: (call, scope) => void auth.authorize(call, scope),
     predict: (request, call) => router.predict(request, contextOf(call)),

@@ -8,7 +8,7 @@ import {
   type RegistryServiceServer,
   type UploadVersionRequest,
 } from '@maas/proto';
-import { callDeadlineMs, callSignal, callUnary, clientStreaming, grpcCallOptions, serverStreaming, unary, type UnaryMethod } from '@maas/rpc';
+import { callDeadlineMs, callSignal, callUnary, clientStreaming, grpcCallOptions, ResourceExhaustedError, serverStreaming, unary, type UnaryMethod } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { Scope } from '@maas/auth';
 import type { GatewayAuth } from './gateway-auth';
@@ -30,7 +30,12 @@ export class RegistryProxy {
     private readonly auth: GatewayAuth,
     /** Told about every write that went through, so this gateway sees its own writes at once. */
     private readonly onWrite: (model: string) => void = () => undefined,
+    /** Uploads one API key may have open at once. @default 4 */
+    private readonly maxUploadsPerKey = 4,
   ) {}
+
+  /** Open uploads by API key id. */
+  private readonly uploads = new Map<string, number>();
 
   addToServer(server: Server): void {
     server.addService(RegistryServiceService, this.handlers());
@@ -62,8 +67,25 @@ export class RegistryProxy {
     };
   }
 
-  private upload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>): Promise<ModelVersion> {
-    this.auth.authorize(call, 'admin');
+  private async upload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>): Promise<ModelVersion> {
+    const key = this.auth.authorize(call, 'admin');
+    // With auth off there are no keys to tell callers apart: the registry's total cap applies alone.
+    if (key === '') return this.relayUpload(call);
+    const open = this.uploads.get(key) ?? 0;
+    if (open >= this.maxUploadsPerKey) {
+      throw new ResourceExhaustedError(`API key "${key}" has ${open} uploads open already (GATEWAY_MAX_UPLOADS_PER_KEY): retry when one has finished`);
+    }
+    this.uploads.set(key, open + 1);
+    try {
+      return await this.relayUpload(call);
+    } finally {
+      const left = (this.uploads.get(key) ?? 1) - 1;
+      if (left > 0) this.uploads.set(key, left);
+      else this.uploads.delete(key);
+    }
+  }
+
+  private relayUpload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>): Promise<ModelVersion> {
     const signal = callSignal(call);
     return new Promise<ModelVersion>((resolve, reject) => {
       const raw = this.registry().raw;

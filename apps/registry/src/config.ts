@@ -6,6 +6,18 @@ export const registryConfigSchema = {
   host: { env: 'REGISTRY_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the registry gRPC server binds.' },
   port: { env: 'REGISTRY_PORT', default: 50051, parse: parse.port, doc: 'Registry gRPC port; 0 picks a free one.' },
   dataDir: { env: 'REGISTRY_DATA_DIR', default: '.maas/registry', parse: parse.text, doc: 'Model repository folder.' },
+  uploadIdleMs: {
+    env: 'REGISTRY_UPLOAD_IDLE_MS',
+    default: 30_000,
+    parse: parse.integer({ min: 100 }),
+    doc: 'An upload stream that sends nothing for this long is cut with DEADLINE_EXCEEDED and its staged bytes removed.',
+  },
+  maxConcurrentUploads: {
+    env: 'REGISTRY_MAX_CONCURRENT_UPLOADS',
+    default: 64,
+    parse: parse.integer({ min: 1 }),
+    doc: 'Uploads the registry takes at once (each holds a file and a staging folder); more are refused with RESOURCE_EXHAUSTED.',
+  },
   maxUploadBytes: {
     env: 'REGISTRY_MAX_UPLOAD_BYTES',
     default: 2 * 1024 ** 3,

@@ -64,7 +64,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
     maxReceiveMessageBytes: 8 * 1024 * 1024,
     interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
   });
-  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryService(registry).handlers());
+  server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryService(registry, { idleMs: config.uploadIdleMs, maxConcurrentUploads: config.maxConcurrentUploads }).handlers());
   const port = await server.start();
   let metrics: MetricsServer | undefined;
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });

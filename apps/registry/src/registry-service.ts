@@ -9,7 +9,7 @@ import {
   type UploadMetadata,
   type UploadVersionRequest,
 } from '@maas/proto';
-import { CancelledError, InvalidArgumentError, callSignal, clientStreaming, parseModelRef, serverStreaming, unary } from '@maas/rpc';
+import { CancelledError, DeadlineExceededError, InvalidArgumentError, ResourceExhaustedError, callSignal, clientStreaming, parseModelRef, serverStreaming, unary } from '@maas/rpc';
 import type { Registry } from './registry';
 
 /** Download chunk size bounds, in bytes. */
@@ -17,9 +17,19 @@ export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
 const MIN_CHUNK_BYTES = 1024;
 
-/** Reads an upload stream: exactly one metadata message first, then chunks. */
-async function splitUpload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>) {
-  const messages = call[Symbol.asyncIterator]() as AsyncIterator<UploadVersionRequest>;
+/**
+ * Reads an upload stream: exactly one metadata message first, then chunks.
+ * A stream that sends nothing for `idleMs` is cut, so an idle client cannot
+ * hold a file and a staging folder forever.
+ */
+async function splitUpload(call: ServerReadableStream<UploadVersionRequest, ModelVersion>, idleMs: number) {
+  const stream = call[Symbol.asyncIterator]() as AsyncIterator<UploadVersionRequest>;
+  const messages = {
+    next(): Promise<IteratorResult<UploadVersionRequest>> {
+      const timer = setTimeout(() => call.destroy(new DeadlineExceededError(`upload sent nothing for ${idleMs} ms (REGISTRY_UPLOAD_IDLE_MS): cut, nothing was stored`)), idleMs);
+      return stream.next().finally(() => clearTimeout(timer));
+    },
+  };
   const first = await messages.next();
   if (first.done) throw new InvalidArgumentError('upload stream was empty: expected a metadata message, then chunks');
   if (first.value.payload?.$case !== 'metadata') {
@@ -41,7 +51,17 @@ async function splitUpload(call: ServerReadableStream<UploadVersionRequest, Mode
 
 /** `maas.v1.RegistryService` over a {@link Registry}: decode, validate, call, encode. */
 export class RegistryService {
-  constructor(private readonly registry: Registry) {}
+  private uploads = 0;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly limits: {
+      /** @default 30000 */
+      idleMs?: number;
+      /** @default 64 */
+      maxConcurrentUploads?: number;
+    } = {},
+  ) {}
 
   addToServer(server: Server): void {
     server.addService(RegistryServiceService, this.handlers());
@@ -70,8 +90,17 @@ export class RegistryService {
     const signal = callSignal(call);
     // A cancelled client ends the stream with an error, so the upload stops and cleans up at once.
     signal.addEventListener('abort', () => call.destroy(new CancelledError('upload cancelled by the client; nothing was stored')), { once: true });
-    const { metadata, chunks } = await splitUpload(call);
-    return this.registry.upload(metadata, chunks, signal);
+    const max = this.limits.maxConcurrentUploads ?? 64;
+    if (this.uploads >= max) {
+      throw new ResourceExhaustedError(`the registry is taking ${max} uploads already (REGISTRY_MAX_CONCURRENT_UPLOADS): retry when one has finished`);
+    }
+    this.uploads += 1;
+    try {
+      const { metadata, chunks } = await splitUpload(call, this.limits.idleMs ?? 30_000);
+      return await this.registry.upload(metadata, chunks, signal);
+    } finally {
+      this.uploads -= 1;
+    }
   }
 
   private async download(request: DownloadVersionRequest, call: ServerWritableStream<DownloadVersionRequest, DownloadVersionResponse>) {
