@@ -3,7 +3,7 @@ import { startRedis, waitFor, type TestRedis } from '@maas/testing';
 import { MemoryMetadataCache } from './cache-memory';
 import { RedisMetadataCache } from './cache-redis';
 import { readThrough } from './cached-metadata';
-import { RedisChangeBus } from './change-bus';
+import { BUS_DOWN_DETECTION_MS, RedisChangeBus } from './change-bus';
 import type { MetadataCache } from './metadata-cache';
 
 const text = { encode: (v: string) => v, decode: (s: string) => s };
@@ -112,5 +112,29 @@ describe('RedisChangeBus', () => {
     expect(seen[0]).toEqual(event);
     await publisher.shutdown();
     await subscriber.shutdown();
+  });
+
+  it('finds a hung Redis (connections open, nothing answered) down within its probe bound, and live again after', async () => {
+    const bus = new RedisChangeBus({ url: redis.url });
+    const changes: boolean[] = [];
+    bus.onLiveChange((live) => changes.push(live));
+    await bus.ready();
+    await waitFor(() => bus.live);
+    const pid = redis.pid!;
+    process.kill(pid, 'SIGSTOP');
+    const frozenAt = Date.now();
+    try {
+      await waitFor(() => !bus.live, { timeoutMs: 2000, description: 'the bus to notice the hang' });
+      expect(Date.now() - frozenAt).toBeLessThan(BUS_DOWN_DETECTION_MS);
+      // A publish that cannot go out holds its caller until every subscriber has noticed.
+      const started = Date.now();
+      await bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'm', version: 1, alias: 'a', time: new Date() });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(BUS_DOWN_DETECTION_MS - 5);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitFor(() => bus.live, { timeoutMs: 3000, description: 'the bus to be live again' });
+    expect(changes).toEqual([true, false, true]);
+    await bus.shutdown();
   });
 });

@@ -58,7 +58,20 @@ export interface RedisChangeBusOptions {
   /** @default {@link CHANGE_CHANNEL} */
   channel?: string;
   logger?: Logger;
+  /** How often the subscriber connection is probed with PING. @default 100 */
+  probeIntervalMs?: number;
+  /** A probe unanswered this long marks the bus down (a hung Redis keeps its TCP connections open). @default 250 */
+  probeTimeoutMs?: number;
 }
+
+/**
+ * Longest a subscriber can go on believing a hung Redis is live with the
+ * default probe settings (interval + timeout), plus room for a busy event
+ * loop. A publisher whose event may not have gone out waits at least this
+ * long before its write is acknowledged, so by then every subscriber has
+ * stopped serving from memory.
+ */
+export const BUS_DOWN_DETECTION_MS = 500;
 
 /**
  * {@link ChangeBus} over Redis pub/sub, JSON-encoded events. The subscriber
@@ -72,9 +85,14 @@ export class RedisChangeBus implements ChangeBus {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
   private lastErrorLog = 0;
   private subscribed = false;
+  /** When the outstanding probe was sent (0: none outstanding). */
+  private probeSentAt = 0;
+  private probeTimer?: NodeJS.Timeout;
+  private readonly probeTimeoutMs: number;
 
   constructor(private readonly options: RedisChangeBusOptions) {
     this.channel = options.channel ?? CHANGE_CHANNEL;
+    this.probeTimeoutMs = options.probeTimeoutMs ?? 250;
     this.publisher = this.connect();
   }
 
@@ -89,11 +107,20 @@ export class RedisChangeBus implements ChangeBus {
     await sub.subscribe(this.channel);
   }
 
+  /**
+   * Publishes an event. When it may not have reached the subscribers, this
+   * waits until {@link BUS_DOWN_DETECTION_MS} have passed since it started:
+   * by then every subscriber's probe has found Redis down and it no longer
+   * serves from memory, so the write the event is about can be acknowledged.
+   */
   async publish(event: ModelChangeEvent): Promise<void> {
+    const started = Date.now();
     try {
       await this.publisher.publish(this.channel, JSON.stringify(ModelChangeEvent.toJSON(event)));
     } catch (err) {
       this.noteError(err);
+      const left = BUS_DOWN_DETECTION_MS - (Date.now() - started);
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     }
   }
 
@@ -103,9 +130,13 @@ export class RedisChangeBus implements ChangeBus {
     return () => this.emitter.off('change', listener);
   }
 
-  /** True from the moment Redis confirmed the subscription until the connection drops. */
+  /**
+   * True from the moment Redis confirmed the subscription until the
+   * connection drops or a PING on it goes unanswered for the probe timeout:
+   * a PONG proves every event Redis took before it has been received.
+   */
   get live(): boolean {
-    return this.subscribed;
+    return this.subscribed && (this.probeSentAt === 0 || Date.now() - this.probeSentAt < this.probeTimeoutMs);
   }
 
   onLiveChange(listener: (live: boolean) => void): () => void {
@@ -115,6 +146,7 @@ export class RedisChangeBus implements ChangeBus {
   }
 
   async shutdown(): Promise<void> {
+    clearInterval(this.probeTimer);
     this.setLive(false);
     this.emitter.removeAllListeners();
     this.publisher.disconnect(false);
@@ -135,7 +167,12 @@ export class RedisChangeBus implements ChangeBus {
     // (idempotent) tells us when Redis has confirmed it, so nothing published
     // from then on can be missed.
     sub.on('ready', () => void confirm());
-    sub.on('close', () => this.setLive(false));
+    sub.on('close', () => {
+      this.probeSentAt = 0;
+      this.setLive(false);
+    });
+    this.probeTimer = setInterval(() => this.probe(sub, confirm), this.options.probeIntervalMs ?? 100);
+    this.probeTimer.unref();
     sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
       try {
@@ -145,6 +182,27 @@ export class RedisChangeBus implements ChangeBus {
       }
     });
     return sub;
+  }
+
+  /** One PING on the subscriber connection; an overdue one marks the bus down until a PONG comes back. */
+  private probe(sub: Redis, confirm: () => Promise<void>): void {
+    if (sub.status !== 'ready') return;
+    if (this.probeSentAt !== 0) {
+      if (Date.now() - this.probeSentAt >= this.probeTimeoutMs) this.setLive(false);
+      return;
+    }
+    this.probeSentAt = Date.now();
+    sub.ping().then(
+      () => {
+        this.probeSentAt = 0;
+        // Back from a hang: subscribe again (idempotent) so `live` turns true only once Redis confirms.
+        if (!this.subscribed) void confirm();
+      },
+      () => {
+        // The connection failed under it; 'close' and the reconnect take over.
+        this.probeSentAt = 0;
+      },
+    );
   }
 
   private setLive(live: boolean): void {
