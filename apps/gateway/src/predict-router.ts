@@ -14,6 +14,7 @@ import {
 } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from './node-pool';
+import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
@@ -107,6 +108,7 @@ export class PredictRouter {
   private readonly ranks = new Map<string, { generation: number; nodes: NodeHandle[] }>();
   private readonly outliers: OutlierDetector;
   private readonly latency: LatencyTracker;
+  private readonly admission = new Admission();
   /** Hedged copies are paid from this budget: about one per ten requests, in bursts of ten. */
   private readonly hedges = new TokenBucket(0.1, 10);
 
@@ -146,7 +148,11 @@ export class PredictRouter {
     const why = this.outliers.record(key, id, ms);
     if (!why || this.pool.isEjected(node)) return;
     // Never leave a model without a node: only eject while another usable node exists.
-    if (!this.pool.all().some((n) => n !== node && !this.pool.isEjected(n))) return;
+    const peers = this.pool.all().filter((n) => n !== node && !this.pool.isEjected(n));
+    if (peers.length === 0) return;
+    // Slower because busier is load, not a fault: a home with a queue answers later than a peer that
+    // only sees the overflow, and ejecting it would pile everything onto that peer.
+    if (node.inFlight > 2 * Math.min(...peers.map((n) => n.inFlight)) + 2) return;
     this.outliers.forget(id);
     this.pool.eject(id, this.options.outliers?.ejectMs ?? 10_000, `slow: ${why}`);
   }
@@ -197,8 +203,11 @@ export class PredictRouter {
     const key = `${version.model}:${version.version}`;
     const label = `${version.model}:${version.version}`;
     const lateAfterMs = this.latency.lateAfterMs(key);
+    let atCapacity = false;
+    this.admission.admit(key, deadline);
+    let answered = false;
     try {
-      return await runAttempts<Buffer>({
+      const answer = await runAttempts<Buffer>({
         candidates,
         signal: ctx.signal,
         lateAfterMs,
@@ -213,6 +222,7 @@ export class PredictRouter {
         },
         onFailure: (node, err) => {
           if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
+          if (statusOf(err) === status.RESOURCE_EXHAUSTED) atCapacity = true;
           this.options.logger?.warn({ node: node.instance.id, model: version.model, version: version.version, err: (err as ServiceError).details }, 'node failed; trying the next one');
         },
         // A node that keeps calls and answers none (frozen, partitioned) is worse than a slow one:
@@ -221,9 +231,13 @@ export class PredictRouter {
           this.pool.eject(node.instance.id, this.options.outliers?.ejectMs ?? 10_000, `stuck: calls outstanding for ${silentForMs(node)} ms without any answer (on ${label})`),
         exhausted: (last) => {
           const why = (last as ServiceError | undefined)?.details ?? 'no node was tried';
+          // Overload is said as overload, so callers back off instead of treating the service as down.
+          if (atCapacity) return new ResourceExhaustedError(`every node that can serve ${label} is at capacity (${candidates.length} tried; last: ${why})`);
           return new UnavailableError(`every healthy node failed for ${label} (${candidates.length} tried; last: ${why})`);
         },
       });
+      answered = true;
+      return answer;
     } catch (err) {
       const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
       if (over) {
@@ -235,6 +249,8 @@ export class PredictRouter {
         throw new DeadlineExceededError(`deadline passed while routing ${label} (tried ${candidates.length} node(s))`, { cause: err });
       }
       throw err;
+    } finally {
+      this.admission.done(key, answered);
     }
   }
 

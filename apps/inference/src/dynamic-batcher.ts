@@ -56,7 +56,12 @@ interface Group {
 export class DynamicBatcher {
   private readonly groups = new Map<string, Group>();
   private queued = 0;
+  /** Rows waiting, and rows in the runs in progress. */
+  private queuedRows = 0;
+  private runningRows = 0;
   private running = 0;
+  /** Observed run time per row, in ms (moving average); 0 until the first run. */
+  private msPerRow = 0;
   private closed = false;
 
   constructor(
@@ -75,6 +80,15 @@ export class DynamicBatcher {
     return this.running;
   }
 
+  /**
+   * How long until a new request of `rows` rows would have been answered:
+   * the rows ahead of it and its own, at the observed time per row, spread
+   * over the runs that go side by side. 0 before anything has run.
+   */
+  estimateFinishMs(rows: number): number {
+    return ((this.queuedRows + this.runningRows + rows) * this.msPerRow) / Math.max(1, this.options.concurrency);
+  }
+
   submit(inputs: Tensor[], outputNames: string[], opts: { signal?: AbortSignal; deadline?: number } = {}): Promise<Tensor[]> {
     if (this.closed) return Promise.reject(new CancelledError('the model version is being unloaded'));
     if (this.queued >= this.options.maxQueueSize) {
@@ -82,13 +96,26 @@ export class DynamicBatcher {
         new ResourceExhaustedError(`queue full: ${this.queued} requests already wait for this model version (max_queue_size ${this.options.maxQueueSize}); retry later`, { retryElsewhere: true }),
       );
     }
+    // Admission by what the queue can finish before the caller's deadline: a request that would
+    // only expire in the queue is refused now, while the caller still has time to go elsewhere.
+    const rows = rowsOf(inputs);
+    const deadline = opts.deadline ?? Infinity;
+    const finishMs = this.estimateFinishMs(rows);
+    if (Number.isFinite(deadline) && Date.now() + finishMs > deadline) {
+      return Promise.reject(
+        new ResourceExhaustedError(
+          `overloaded: this model version's queue would take about ${Math.round(finishMs)} ms to reach this request, beyond its deadline in ${Math.max(0, Math.round(deadline - Date.now()))} ms; retry later`,
+          { retryElsewhere: true },
+        ),
+      );
+    }
     return new Promise<Tensor[]>((resolve, reject) => {
       const request: Pending = {
         inputs,
         outputNames,
-        rows: rowsOf(inputs),
+        rows,
         enqueued: performance.now(),
-        deadline: opts.deadline ?? Infinity,
+        deadline,
         signal: opts.signal,
         resolve,
         reject,
@@ -109,6 +136,7 @@ export class DynamicBatcher {
       group.requests.push(request);
       group.rows += request.rows;
       this.queued += 1;
+      this.queuedRows += request.rows;
       // A caller that gives up leaves the queue at once, so it never runs and never holds a slot.
       opts.signal?.addEventListener('abort', () => this.withdraw(key, request), { once: true });
       if (group.rows >= this.options.maxBatchSize) group.due = true;
@@ -123,6 +151,7 @@ export class DynamicBatcher {
     group.requests.splice(at, 1);
     group.rows -= request.rows;
     this.queued -= 1;
+    this.queuedRows -= request.rows;
     if (group.requests.length === 0) {
       clearTimeout(group.timer);
       this.groups.delete(key);
@@ -139,6 +168,7 @@ export class DynamicBatcher {
       this.groups.delete(key);
     }
     this.queued = 0;
+    this.queuedRows = 0;
   }
 
   private dispatch(): void {
@@ -166,6 +196,7 @@ export class DynamicBatcher {
         group.requests.shift();
         group.rows -= next.rows;
         this.queued -= 1;
+        this.queuedRows -= next.rows;
         next.reject(
           next.signal?.aborted
             ? new CancelledError('request cancelled by the client before it ran')
@@ -177,6 +208,7 @@ export class DynamicBatcher {
       group.requests.shift();
       group.rows -= next.rows;
       this.queued -= 1;
+      this.queuedRows -= next.rows;
       batch.push(next);
       rows += next.rows;
       if (!this.options.batching) break;
@@ -188,6 +220,7 @@ export class DynamicBatcher {
     this.running += 1;
     const started = performance.now();
     const rows = batch.reduce((n, r) => n + r.rows, 0);
+    this.runningRows += rows;
     try {
       const outputs = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));
@@ -196,7 +229,11 @@ export class DynamicBatcher {
       for (const r of batch) r.reject(err);
     } finally {
       this.running -= 1;
-      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: (performance.now() - started) / 1000 });
+      this.runningRows -= rows;
+      const runMs = performance.now() - started;
+      const perRow = runMs / Math.max(1, rows);
+      this.msPerRow = this.msPerRow === 0 ? perRow : 0.8 * this.msPerRow + 0.2 * perRow;
+      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: runMs / 1000 });
       this.dispatch();
     }
   }

@@ -9,6 +9,11 @@ import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { MAX_MESSAGE_BYTES } from './grpc-client';
 
+/** RST_STREAM frames a connection may send in a burst before the server ends it (Node's default: 1,000). */
+export const STREAM_RESET_BURST = 100_000;
+/** RST_STREAM frames per second that refill the burst (Node's default: 33). */
+export const STREAM_RESET_RATE = 10_000;
+
 /** Options of {@link GrpcServer}. */
 export interface GrpcServerOptions {
   /** Interface to bind. @default '127.0.0.1' */
@@ -55,6 +60,12 @@ export class GrpcServer {
       'grpc.max_send_message_length': options.maxSendMessageBytes ?? max,
       interceptors: options.interceptors ?? [],
     });
+    // Node's HTTP/2 server answers more than 1,000 RST_STREAMs in a burst (refilling at 33/s) with
+    // GOAWAY, which kills every call on that connection: a client cancelling its own calls at volume
+    // (deadlines under overload) would cost its neighbours theirs. grpc-js passes no option for it,
+    // so the limit goes into the options it gives http2.createServer.
+    const common = (this.server as unknown as { commonServerOptions?: Record<string, unknown> }).commonServerOptions;
+    if (common) Object.assign(common, { streamResetBurst: STREAM_RESET_BURST, streamResetRate: STREAM_RESET_RATE });
     this.health.addToServer(this.server);
   }
 

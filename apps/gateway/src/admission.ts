@@ -1,0 +1,97 @@
+import { ResourceExhaustedError } from '@maas/rpc';
+
+/** Options of {@link Admission}. */
+export interface AdmissionOptions {
+  /** Calls of one version always admitted, whatever the estimate (light load, cold start). @default 8 */
+  minInFlight?: number;
+  /** Share of the caller's remaining time the wait may take, leaving the rest for the run and the way back (estimates of a queue under load err by tens of percent). @default 0.5 */
+  budgetShare?: number;
+  /** Window over which the completion rate is measured, in ms. @default 2000 */
+  windowMs?: number;
+}
+
+interface VersionLoad {
+  inFlight: number;
+  /** Completion times (epoch ms), a ring. */
+  done: Float64Array;
+  next: number;
+  count: number;
+}
+
+const RING = 512;
+
+/**
+ * Admission by what can finish before each caller's deadline, per model
+ * version, at the gateway: by Little's law the calls ahead of a new one take
+ * about `in flight ÷ completion rate` to clear. A call that would not be
+ * answered within its deadline is refused at once with RESOURCE_EXHAUSTED,
+ * before its bytes go anywhere, instead of waiting to expire in a queue (which
+ * turns overload into DEADLINE_EXCEEDED, cancellations and memory).
+ */
+export class Admission {
+  private readonly versions = new Map<string, VersionLoad>();
+  private readonly minInFlight: number;
+  private readonly budgetShare: number;
+  private readonly windowMs: number;
+
+  constructor(options: AdmissionOptions = {}) {
+    this.minInFlight = options.minInFlight ?? 8;
+    this.budgetShare = options.budgetShare ?? 0.5;
+    this.windowMs = options.windowMs ?? 2000;
+  }
+
+  /** Admits a call of `key` due by `deadline` (epoch ms), or throws RESOURCE_EXHAUSTED; call {@link done} after an admitted call. */
+  admit(key: string, deadline: number, now = Date.now()): void {
+    const load = this.load(key);
+    if (load.inFlight >= this.minInFlight) {
+      const rate = this.rate(load, now);
+      // No answer yet in the window (a cold load, a slow model): capacity is unknown, so nothing is refused on it.
+      const waitMs = rate > 0 ? (load.inFlight / rate) * 1000 : 0;
+      const budget = (deadline - now) * this.budgetShare;
+      if (waitMs > budget) {
+        throw new ResourceExhaustedError(
+          `overloaded: ${load.inFlight} calls of ${key} are ahead, answered at ${rate.toFixed(1)}/s (about ${Math.round(waitMs)} ms), beyond this call's deadline in ${Math.max(0, Math.round(deadline - now))} ms; retry later`,
+        );
+      }
+    }
+    load.inFlight += 1;
+  }
+
+  /** Ends an admitted call; `answered` when a node answered it (the completions that measure capacity). */
+  done(key: string, answered: boolean, now = Date.now()): void {
+    const load = this.load(key);
+    load.inFlight = Math.max(0, load.inFlight - 1);
+    if (!answered) return;
+    load.done[load.next] = now;
+    load.next = (load.next + 1) % RING;
+    load.count = Math.min(load.count + 1, RING);
+  }
+
+  /** Answers per second over the window (or over the ring, when it holds less time than that). */
+  private rate(load: VersionLoad, now: number): number {
+    if (load.count === 0) return 0;
+    const since = now - this.windowMs;
+    let inWindow = 0;
+    let oldest = now;
+    for (let i = 1; i <= load.count; i++) {
+      const t = load.done[(load.next - i + RING) % RING];
+      if (t < since) break;
+      inWindow += 1;
+      oldest = t;
+    }
+    if (inWindow === 0) return 0;
+    // A full ring may cover less than the window: measure over the span it does cover.
+    const span = inWindow === load.count && load.count === RING ? Math.max(1, now - oldest) : this.windowMs;
+    return (inWindow * 1000) / span;
+  }
+
+  private load(key: string): VersionLoad {
+    let load = this.versions.get(key);
+    if (!load) {
+      if (this.versions.size >= 4096) this.versions.clear();
+      load = { inFlight: 0, done: new Float64Array(RING), next: 0, count: 0 };
+      this.versions.set(key, load);
+    }
+    return load;
+  }
+}

@@ -1,0 +1,20 @@
+import { DataType, type Tensor } from '@maas/proto';
+import { ResourceExhaustedError } from '@maas/rpc';
+import { DynamicBatcher } from './dynamic-batcher';
+
+const row = (): Tensor[] => [{ name: 'x', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 1], rawData: Buffer.alloc(4), stringData: [] }];
+
+describe('DynamicBatcher admission', () => {
+  it('refuses at once, for another node to take, a request the queue cannot reach before its deadline', async () => {
+    // One run at a time, 40 ms each.
+    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve(inputs), 40)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
+    await batcher.submit(row(), ['x']); // learns the run time
+    const queued = Array.from({ length: 4 }, () => batcher.submit(row(), ['x'], { deadline: Date.now() + 60_000 }));
+    expect(batcher.estimateFinishMs(1)).toBeGreaterThan(150); // 5 runs of ~40 ms ahead of a new one
+    const refused = batcher.submit(row(), ['x'], { deadline: Date.now() + 100 });
+    await expect(refused).rejects.toBeInstanceOf(ResourceExhaustedError);
+    await expect(refused).rejects.toMatchObject({ retryElsewhere: true, message: expect.stringMatching(/queue would take about \d+ ms to reach this request, beyond its deadline in \d+ ms/) });
+    // One that can wait is taken, and every admitted request is answered.
+    await expect(Promise.all([...queued, batcher.submit(row(), ['x'], { deadline: Date.now() + 60_000 })])).resolves.toHaveLength(5);
+  });
+});
