@@ -2,7 +2,7 @@ import { ResourceExhaustedError } from '@maas/rpc';
 
 /** Options of {@link Admission}. */
 export interface AdmissionOptions {
-  /** Calls of one version always admitted, whatever the estimate (light load, cold start). @default 8 */
+  /** Calls of one version always admitted, whatever the estimate (light load, cold start, and calls held by a frozen node that hedges will rescue). @default 32 */
   minInFlight?: number;
   /** Share of the caller's remaining time the wait may take, leaving the rest for the run and the way back (estimates of a queue under load err by tens of percent). @default 0.5 */
   budgetShare?: number;
@@ -35,7 +35,7 @@ export class Admission {
   private readonly windowMs: number;
 
   constructor(options: AdmissionOptions = {}) {
-    this.minInFlight = options.minInFlight ?? 8;
+    this.minInFlight = options.minInFlight ?? 32;
     this.budgetShare = options.budgetShare ?? 0.5;
     this.windowMs = options.windowMs ?? 2000;
   }

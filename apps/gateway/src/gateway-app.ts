@@ -87,7 +87,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   let cache: MetadataCache | undefined;
   let bus: ChangeBus | undefined;
   if (config.redisUrl) {
-    bus = createChangeBus({ redisUrl: config.redisUrl, logger });
+    bus = createChangeBus({ redisUrl: config.redisUrl, logger, role: 'reader' });
     bus.subscribe((event) => logger.debug({ event }, 'model change'));
     cache = createMetadataCache({ redisUrl: config.redisUrl, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });
     if (!(await redisLayerOf(cache)!.ready())) logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; resolving through the registry until it is');

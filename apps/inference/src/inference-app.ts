@@ -67,7 +67,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
   const service = new InferenceService(manager, registry, () => nodeId, { maxMessageBytes: config.maxMessageBytes });
   server.addService('maas.v1.InferenceService', InferenceServiceWire, service.handlers());
   const port = await server.start();
-  const reconciler = startReconciler(manager, { intervalMs: config.reconcileIntervalMs, bus: config.redisUrl ? createChangeBus({ redisUrl: config.redisUrl, logger }) : undefined, logger });
+  const reconciler = startReconciler(manager, { intervalMs: config.reconcileIntervalMs, bus: config.redisUrl ? createChangeBus({ redisUrl: config.redisUrl, logger, role: 'reader' }) : undefined, logger });
   nodeId = nodeIdOf(config, port);
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
   let metrics: MetricsServer | undefined;

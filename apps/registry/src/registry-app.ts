@@ -33,7 +33,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   const logger = deps.logger ?? silentLogger();
   const credentials = serverCredentials(tlsFilesOf(config));
   const store = await FsModelStore.open(config.dataDir);
-  const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger });
+  const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger, role: 'writer' });
   const cache =
     deps.cache ??
     createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });

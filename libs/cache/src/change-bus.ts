@@ -62,7 +62,19 @@ export interface RedisChangeBusOptions {
   probeIntervalMs?: number;
   /** A probe unanswered this long marks the bus down (a hung Redis keeps its TCP connections open). @default 250 */
   probeTimeoutMs?: number;
+  /** The writer's side (the registry): publish a heartbeat this often, in ms, so subscribers know it can reach them. 0: none. @default 0 */
+  heartbeatMs?: number;
+  /**
+   * The readers' side (gateways, nodes): the bus is live only while a writer's heartbeat arrived
+   * within this many ms. Redis can be fine for a reader while the writer cannot reach it (its
+   * connection still coming back after a Redis restart): then events are being lost. 0: not required. @default 0
+   */
+  requireHeartbeatMs?: number;
 }
+
+/** Heartbeat interval of the registry's bus and the silence after which readers stop trusting it. */
+export const HEARTBEAT_MS = 100;
+export const HEARTBEAT_TIMEOUT_MS = 300;
 
 /**
  * Longest a subscriber can go on believing a hung Redis is live with the
@@ -88,12 +100,23 @@ export class RedisChangeBus implements ChangeBus {
   /** When the outstanding probe was sent (0: none outstanding). */
   private probeSentAt = 0;
   private probeTimer?: NodeJS.Timeout;
+  private heartbeatTimer?: NodeJS.Timeout;
   private readonly probeTimeoutMs: number;
+  /** When the last writer heartbeat arrived (epoch ms). */
+  private lastHeartbeat = 0;
+  /** The last `live` value listeners were told. */
+  private toldLive = false;
 
   constructor(private readonly options: RedisChangeBusOptions) {
     this.channel = options.channel ?? CHANGE_CHANNEL;
     this.probeTimeoutMs = options.probeTimeoutMs ?? 250;
     this.publisher = this.connect();
+    if (options.heartbeatMs) {
+      this.heartbeatTimer = setInterval(() => {
+        this.publisher.publish(this.channel, JSON.stringify({ heartbeat: Date.now() })).catch((err: unknown) => this.noteError(err));
+      }, options.heartbeatMs);
+      this.heartbeatTimer.unref();
+    }
   }
 
   /** Resolves once the subscriber connection is subscribed (for tests and start-up ordering). */
@@ -136,7 +159,9 @@ export class RedisChangeBus implements ChangeBus {
    * a PONG proves every event Redis took before it has been received.
    */
   get live(): boolean {
-    return this.subscribed && (this.probeSentAt === 0 || Date.now() - this.probeSentAt < this.probeTimeoutMs);
+    const now = Date.now();
+    const required = this.options.requireHeartbeatMs ?? 0;
+    return this.subscribed && (this.probeSentAt === 0 || now - this.probeSentAt < this.probeTimeoutMs) && (required === 0 || now - this.lastHeartbeat < required);
   }
 
   onLiveChange(listener: (live: boolean) => void): () => void {
@@ -147,6 +172,7 @@ export class RedisChangeBus implements ChangeBus {
 
   async shutdown(): Promise<void> {
     clearInterval(this.probeTimer);
+    clearInterval(this.heartbeatTimer);
     this.setLive(false);
     this.emitter.removeAllListeners();
     this.publisher.disconnect(false);
@@ -176,7 +202,13 @@ export class RedisChangeBus implements ChangeBus {
     sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
       try {
-        this.emitter.emit('change', ModelChangeEvent.fromJSON(JSON.parse(text)));
+        const message = JSON.parse(text) as Record<string, unknown>;
+        if ('heartbeat' in message) {
+          this.lastHeartbeat = Date.now();
+          this.tell();
+          return;
+        }
+        this.emitter.emit('change', ModelChangeEvent.fromJSON(message));
       } catch (err) {
         this.options.logger?.warn({ err: (err as Error).message }, 'ignored a malformed model change event');
       }
@@ -186,6 +218,7 @@ export class RedisChangeBus implements ChangeBus {
 
   /** One PING on the subscriber connection; an overdue one marks the bus down until a PONG comes back. */
   private probe(sub: Redis, confirm: () => Promise<void>): void {
+    this.tell();
     if (sub.status !== 'ready') return;
     if (this.probeSentAt !== 0) {
       if (Date.now() - this.probeSentAt >= this.probeTimeoutMs) this.setLive(false);
@@ -206,8 +239,15 @@ export class RedisChangeBus implements ChangeBus {
   }
 
   private setLive(live: boolean): void {
-    if (live === this.subscribed) return;
     this.subscribed = live;
+    this.tell();
+  }
+
+  /** Tells listeners when {@link live} has changed since they were last told. */
+  private tell(): void {
+    const live = this.live;
+    if (live === this.toldLive) return;
+    this.toldLive = live;
     this.emitter.emit('live', live);
   }
 

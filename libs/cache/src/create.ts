@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { MemoryMetadataCache } from './cache-memory';
 import { NearMetadataCache } from './cache-near';
 import { RedisMetadataCache } from './cache-redis';
-import { MemoryChangeBus, RedisChangeBus, type ChangeBus } from './change-bus';
+import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, MemoryChangeBus, RedisChangeBus, type ChangeBus } from './change-bus';
 import type { MetadataCache } from './metadata-cache';
 
 /**
@@ -28,7 +28,13 @@ export function redisLayerOf(cache: MetadataCache): RedisMetadataCache | undefin
   return cache instanceof NearMetadataCache ? redisLayerOf(cache.shared) : undefined;
 }
 
-/** Redis pub/sub when `redisUrl` is set, else an in-process bus. */
-export function createChangeBus(options: { redisUrl?: string; logger?: Logger }): ChangeBus {
-  return options.redisUrl ? new RedisChangeBus({ url: options.redisUrl, logger: options.logger }) : new MemoryChangeBus();
+/**
+ * Redis pub/sub when `redisUrl` is set, else an in-process bus. The `writer`
+ * (the registry) sends heartbeats; a `reader` (gateway, node) counts the bus
+ * live only while they arrive.
+ */
+export function createChangeBus(options: { redisUrl?: string; logger?: Logger; role: 'writer' | 'reader' }): ChangeBus {
+  if (!options.redisUrl) return new MemoryChangeBus();
+  const side = options.role === 'writer' ? { heartbeatMs: HEARTBEAT_MS } : { requireHeartbeatMs: HEARTBEAT_TIMEOUT_MS };
+  return new RedisChangeBus({ url: options.redisUrl, logger: options.logger, ...side });
 }
