@@ -32,6 +32,7 @@ function plan(nodes: NodeHandle[], behaviour: Record<string, Behaviour>, overrid
     retryElsewhere: (err) => [status.UNAVAILABLE, status.CANCELLED].includes((err as { code: status }).code),
     isEjected: (n) => n.ejectedUntil > Date.now(),
     onSuccess: () => undefined,
+    onLateAnswer: () => undefined,
     onFailure: () => undefined,
     onStuck: (n) => {
       stuck.push(n.instance.id);
@@ -52,12 +53,25 @@ describe('runAttempts', () => {
     expect(a.inFlight + b.inFlight).toBe(0);
   });
 
-  it('sends a copy to the next node when the first is late, takes the first answer and cancels the other', async () => {
+  it('sends a copy to the next node when the first is late, takes the first answer, and cancels the other once it is stuck', async () => {
     const [a, b] = [node('a'), node('b')];
     const { p, sent, cancelled } = plan([a, b], { a: { ms: 500 }, b: { ms: 5 } });
     await expect(runAttempts(p)).resolves.toBe('b');
     expect(sent).toEqual(['a', 'b']);
+    expect(cancelled).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
     expect(cancelled).toEqual(['a']);
+    expect(a.inFlight).toBe(0);
+  });
+
+  it('learns what a slow node really takes when its answer comes after the race was won', async () => {
+    const [a, b] = [node('a'), node('b')];
+    const late: number[] = [];
+    const { p } = plan([a, b], { a: { ms: 40 }, b: { ms: 5 } }, { onLateAnswer: (_n, ms) => late.push(ms) });
+    await expect(runAttempts(p)).resolves.toBe('b');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(late).toHaveLength(1);
+    expect(late[0]).toBeGreaterThanOrEqual(35);
   });
 
   it('reports a node that keeps calls and answers none as stuck, and hedges past the budget', async () => {

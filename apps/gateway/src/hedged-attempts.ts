@@ -20,6 +20,8 @@ export interface AttemptPlan<T> {
   /** Whether a node is out of rotation. */
   isEjected(node: NodeHandle): boolean;
   onSuccess(node: NodeHandle, ms: number): void;
+  /** An attempt that lost the race still answered, `ms` after it was sent (what its node really takes). */
+  onLateAnswer(node: NodeHandle, ms: number): void;
   /** A retryable failure of `node`. */
   onFailure(node: NodeHandle, err: unknown): void;
   /** `node` has had calls outstanding for {@link stuckAfterMs} without answering any. */
@@ -37,9 +39,11 @@ export function silentForMs(node: NodeHandle, now = Date.now()): number {
  * Sends a request to the first candidate and, as a picker and a retrying call
  * do in grpc-js, to the next on a retryable failure; and when an attempt is
  * late (see {@link AttemptPlan.lateAfterMs}) also to the next, keeping both:
- * the first answer wins and the others are cancelled. A frozen node (its
- * connection open, nothing coming back) so costs a call its hedge delay, not
- * its deadline, and is reported stuck once it has been silent long enough.
+ * the first answer wins. The attempts that lost are left to answer for up to
+ * the stuck delay, so a slow node's real latency is still learnt (and its
+ * in-flight count keeps routing away from it), then cancelled. A frozen node
+ * (its connection open, nothing coming back) so costs a call its hedge delay,
+ * not its deadline, and is reported stuck once it has been silent long enough.
  * Node in-flight counts and silence cover every attempt.
  */
 export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
@@ -49,12 +53,15 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
 
-    const finish = (settle: () => void) => {
+    const finish = (settle: () => void, linger = false) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       plan.signal.removeEventListener('abort', onAbort);
-      for (const control of active.values()) control.abort();
+      for (const control of active.values()) {
+        if (linger) setTimeout(() => control.abort(), plan.stuckAfterMs).unref();
+        else control.abort();
+      }
       settle();
     };
     const onAbort = () => finish(() => reject(new CancelledError('the caller cancelled the call')));
@@ -85,9 +92,9 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
           node.inFlight -= 1;
           heard(node);
           active.delete(node);
-          if (settled) return;
+          if (settled) return plan.onLateAnswer(node, performance.now() - started);
           plan.onSuccess(node, performance.now() - started);
-          finish(() => resolve(answer));
+          finish(() => resolve(answer), true);
         },
         (err: unknown) => {
           node.inFlight -= 1;
@@ -119,7 +126,9 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
           if (silent >= plan.stuckAfterMs && !plan.isEjected(node)) plan.onStuck(node);
           if (silent < 2 * plan.lateAfterMs && !plan.isEjected(node)) hopeless = false;
         }
-        if (hopeless || plan.mayHedge()) launch();
+        // A budgeted copy goes only to a node in rotation; when the attempts running are hopeless,
+        // any next candidate is better.
+        if (hopeless || (!plan.isEjected(plan.candidates[next]) && plan.mayHedge())) launch();
         else arm();
       }, plan.lateAfterMs);
       timer.unref();

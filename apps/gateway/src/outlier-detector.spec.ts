@@ -3,11 +3,11 @@ import { OutlierDetector } from './outlier-detector';
 describe('OutlierDetector', () => {
   const feed = (d: OutlierDetector, key: string, node: string, times: number[]) => times.map((ms) => d.record(key, node, ms)).pop();
 
-  it('flags a node whose median is far above its best peer on the same model version', () => {
+  it('flags a node whose median is far above its peers on the same model version', () => {
     const d = new OutlierDetector();
     feed(d, 'm:1', 'fast', [2, 3, 2, 2, 2, 2, 3, 2]);
     expect(feed(d, 'm:1', 'slow', [160, 162, 161, 160, 161, 160, 162])).toBeUndefined(); // not a full window yet
-    expect(feed(d, 'm:1', 'slow', [161])).toMatch(/median 161.0 ms .* best peer 2.0 ms/);
+    expect(feed(d, 'm:1', 'slow', [161])).toMatch(/median 161.0 ms .* peers 2.0 ms/);
   });
 
   it('ignores a single slow answer such as a cold model load', () => {
@@ -37,5 +37,13 @@ describe('OutlierDetector', () => {
     feed(d, 'm:1', 'b', [100, 100, 100, 100, 100, 100, 100]);
     d.forget('b');
     expect(d.record('m:1', 'b', 100)).toBeUndefined();
+  });
+
+  it('does not eject busy homes for a peer that only sees their overflow', () => {
+    const d = new OutlierDetector();
+    feed(d, 'm:1', 'overflow', [80, 85, 80, 82, 81, 80, 83, 80]);
+    feed(d, 'm:1', 'home-a', [560, 570, 580, 575, 570, 565, 572, 571]);
+    // home-b against the median of its peers (80 and 571), not against the overflow node alone.
+    expect(feed(d, 'm:1', 'home-b', [600, 610, 590, 605, 600, 598, 602, 600])).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 /** Options of {@link OutlierDetector}. */
 export interface OutlierOptions {
-  /** A node is an outlier when its median latency exceeds `factor` × the best peer's plus `minExtraMs`. 0 turns detection off. @default 3 */
+  /** A node is an outlier when its median latency exceeds `factor` × its peers' (the median of their medians) plus `minExtraMs`. 0 turns detection off. @default 3 */
   factor?: number;
   /** Absolute margin on top of the factor, so millisecond jitter on tiny models never ejects. @default 50 */
   minExtraMs?: number;
@@ -52,12 +52,15 @@ export class OutlierDetector {
     recent.push(ms);
     if (recent.length > this.window) recent.shift();
     if (recent.length < this.minSamples) return undefined;
-    let best = Infinity;
-    for (const [peer, times] of byNode) if (peer !== node && times.length >= this.minSamples) best = Math.min(best, median(times));
-    if (!Number.isFinite(best)) return undefined;
+    // Against the typical peer, not the best: under overload the homes queue while a node that only
+    // sees the overflow answers fast, and ejecting the homes for it would pile everything onto it.
+    const peers: number[] = [];
+    for (const [peer, times] of byNode) if (peer !== node && times.length >= this.minSamples) peers.push(median(times));
+    if (peers.length === 0) return undefined;
+    const typical = median(peers);
     const own = median(recent);
-    const limit = this.factor * best + this.minExtraMs;
-    return own > limit ? `median ${own.toFixed(1)} ms over the last ${recent.length} answers for ${key}; best peer ${best.toFixed(1)} ms (limit ${limit.toFixed(1)} ms)` : undefined;
+    const limit = this.factor * typical + this.minExtraMs;
+    return own > limit ? `median ${own.toFixed(1)} ms over the last ${recent.length} answers for ${key}; peers ${typical.toFixed(1)} ms (limit ${limit.toFixed(1)} ms)` : undefined;
   }
 
   /** Forgets a node's answers (it was ejected: it starts afresh when it is back). */

@@ -148,11 +148,7 @@ export class PredictRouter {
     const why = this.outliers.record(key, id, ms);
     if (!why || this.pool.isEjected(node)) return;
     // Never leave a model without a node: only eject while another usable node exists.
-    const peers = this.pool.all().filter((n) => n !== node && !this.pool.isEjected(n));
-    if (peers.length === 0) return;
-    // Slower because busier is load, not a fault: a home with a queue answers later than a peer that
-    // only sees the overflow, and ejecting it would pile everything onto that peer.
-    if (node.inFlight > 2 * Math.min(...peers.map((n) => n.inFlight)) + 2) return;
+    if (!this.pool.all().some((n) => n !== node && !this.pool.isEjected(n))) return;
     this.outliers.forget(id);
     this.pool.eject(id, this.options.outliers?.ejectMs ?? 10_000, `slow: ${why}`);
   }
@@ -220,6 +216,7 @@ export class PredictRouter {
           this.latency.record(key, ms);
           this.noteLatency(key, node, ms);
         },
+        onLateAnswer: (node, ms) => this.noteLatency(key, node, ms),
         onFailure: (node, err) => {
           if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
           if (statusOf(err) === status.RESOURCE_EXHAUSTED) atCapacity = true;

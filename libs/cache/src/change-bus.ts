@@ -70,11 +70,15 @@ export interface RedisChangeBusOptions {
    * connection still coming back after a Redis restart): then events are being lost. 0: not required. @default 0
    */
   requireHeartbeatMs?: number;
+  /** After being down, the bus counts as live only once it has been healthy this long. @default 0 */
+  settleMs?: number;
 }
 
 /** Heartbeat interval of the registry's bus and the silence after which readers stop trusting it. */
 export const HEARTBEAT_MS = 100;
 export const HEARTBEAT_TIMEOUT_MS = 300;
+/** How long a reader's bus must be healthy again before its memory is trusted. */
+export const SETTLE_MS = 500;
 
 /**
  * Longest a subscriber can go on believing a hung Redis is live with the
@@ -106,6 +110,8 @@ export class RedisChangeBus implements ChangeBus {
   private lastHeartbeat = 0;
   /** The last `live` value listeners were told. */
   private toldLive = false;
+  /** Since when the bus has been healthy without a break (0: it is not). */
+  private upSince = 0;
 
   constructor(private readonly options: RedisChangeBusOptions) {
     this.channel = options.channel ?? CHANGE_CHANNEL;
@@ -160,6 +166,18 @@ export class RedisChangeBus implements ChangeBus {
    */
   get live(): boolean {
     const now = Date.now();
+    if (!this.healthy(now)) {
+      this.upSince = 0;
+      return false;
+    }
+    if (this.upSince === 0) this.upSince = now;
+    // Resynchronise before trusting it again: commands and events Redis held during a hang or
+    // a reconnect arrive in the first moments after, so memory is trusted only once they are in.
+    return now - this.upSince >= (this.options.settleMs ?? 0);
+  }
+
+  /** Subscribed, answering PINGs, and (where required) hearing the writer's heartbeat. */
+  private healthy(now: number): boolean {
     const required = this.options.requireHeartbeatMs ?? 0;
     return this.subscribed && (this.probeSentAt === 0 || now - this.probeSentAt < this.probeTimeoutMs) && (required === 0 || now - this.lastHeartbeat < required);
   }

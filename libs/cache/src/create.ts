@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { MemoryMetadataCache } from './cache-memory';
 import { NearMetadataCache } from './cache-near';
 import { RedisMetadataCache } from './cache-redis';
-import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, MemoryChangeBus, RedisChangeBus, type ChangeBus } from './change-bus';
+import { HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, SETTLE_MS, MemoryChangeBus, RedisChangeBus, type ChangeBus } from './change-bus';
 import type { MetadataCache } from './metadata-cache';
 
 /**
@@ -35,6 +35,6 @@ export function redisLayerOf(cache: MetadataCache): RedisMetadataCache | undefin
  */
 export function createChangeBus(options: { redisUrl?: string; logger?: Logger; role: 'writer' | 'reader' }): ChangeBus {
   if (!options.redisUrl) return new MemoryChangeBus();
-  const side = options.role === 'writer' ? { heartbeatMs: HEARTBEAT_MS } : { requireHeartbeatMs: HEARTBEAT_TIMEOUT_MS };
+  const side = options.role === 'writer' ? { heartbeatMs: HEARTBEAT_MS } : { requireHeartbeatMs: HEARTBEAT_TIMEOUT_MS, settleMs: SETTLE_MS };
   return new RedisChangeBus({ url: options.redisUrl, logger: options.logger, ...side });
 }
