@@ -18,7 +18,7 @@ describe('Admission', () => {
     }
     for (let i = 0; i < 5; i++) a.admit('m:1', now + 60_000, now); // 5 in flight: about 500 ms ahead
     expect(() => a.admit('m:1', now + 1000, now)).not.toThrow(); // 6 ahead now: 600 ms < 1 s
-    expect(() => a.admit('m:1', now + 300, now)).toThrow(expect.objectContaining({ code: status.RESOURCE_EXHAUSTED, message: expect.stringMatching(/overloaded: 6 calls of m:1 are ahead, answered at 10.0\/s \(about 600 ms\), beyond this call's deadline in 300 ms/) }));
+    expect(() => a.admit('m:1', now + 300, now)).toThrow(expect.objectContaining({ code: status.RESOURCE_EXHAUSTED, message: expect.stringMatching(/overloaded \(m:1\): 6 calls are ahead, answered at 10.0\/s \(about 600 ms\), beyond this call's deadline in 300 ms/) }));
     // Other versions are not held back.
     expect(() => a.admit('other:1', now + 300, now)).not.toThrow();
   });

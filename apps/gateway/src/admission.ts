@@ -50,7 +50,7 @@ export class Admission {
       const budget = (deadline - now) * this.budgetShare;
       if (waitMs > budget) {
         throw new ResourceExhaustedError(
-          `overloaded: ${load.inFlight} calls of ${key} are ahead, answered at ${rate.toFixed(1)}/s (about ${Math.round(waitMs)} ms), beyond this call's deadline in ${Math.max(0, Math.round(deadline - now))} ms; retry later`,
+          `overloaded (${key}): ${load.inFlight} calls are ahead, answered at ${rate.toFixed(1)}/s (about ${Math.round(waitMs)} ms), beyond this call's deadline in ${Math.max(0, Math.round(deadline - now))} ms; retry later`,
         );
       }
     }

@@ -12,7 +12,9 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
 import { GatewayAuth } from './gateway-auth';
+import { Admission } from './admission';
 import { contextOf, GatewayService, GatewayServiceServed } from './gateway-service';
+import { intakeShedding } from './intake-shedding';
 import { KserveV2Service } from './kserve/kserve-v2-service';
 import { NodePool } from './node-pool';
 import { PredictRouter } from './predict-router';
@@ -140,7 +142,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     credentials: serverCredentials(tls),
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
-    interceptors: [rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) })],
+    interceptors: [
+      rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) }),
+      intakeShedding(new Admission(), new Set(['/maas.v1.GatewayService/Predict', '/inference.GRPCInferenceService/ModelInfer'])),
+    ],
     // The 64 KiB default window stays: it keeps an upload at most that far ahead of the registry.
     // Gateway RSS peak of a 96 MiB upload, measured: 13-28 MiB with the default, 17-36.5 MiB with
     // 1 MiB, 40-67 MiB with 16 MiB; a 1 MiB window gained PP-OCRv4 Predict only 59-60 -> 61-69 req/s.

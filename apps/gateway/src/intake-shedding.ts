@@ -1,0 +1,41 @@
+import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Admission } from './admission';
+
+/** The key under which the gateway as a whole is admitted. */
+const GATEWAY = 'gateway';
+
+/**
+ * Refuses inference calls while the gateway as a whole is past what it can
+ * answer before their deadlines, at the headers: before the request message
+ * (184 KB for an image model) has been received and decoded, so refusing costs
+ * next to nothing and the client stops sending. The per-version admission
+ * after decoding stays the precise one; this is the cheap outer gate.
+ */
+export function intakeShedding(admission: Admission, methods: ReadonlySet<string>): ServerInterceptor {
+  return (descriptor, call) => {
+    if (!methods.has(descriptor.path)) return new ServerInterceptingCall(call);
+    let admitted = false;
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const deadline = call.getDeadline();
+            const due = deadline instanceof Date ? deadline.getTime() : deadline;
+            try {
+              admission.admit(GATEWAY, Number.isFinite(due) ? due : Infinity);
+              admitted = true;
+            } catch (err) {
+              call.sendStatus({ code: status.RESOURCE_EXHAUSTED, details: (err as Error).message, metadata: null });
+              return;
+            }
+            nextMetadata(metadata);
+          },
+        }),
+      sendStatus: (statusObject, next) => {
+        if (admitted) admission.done(GATEWAY, statusObject.code === status.OK);
+        admitted = false;
+        next(statusObject);
+      },
+    });
+  };
+}
