@@ -57,6 +57,11 @@ export class Admission {
     load.inFlight += 1;
   }
 
+  /** Calls of `key` admitted and not yet done. */
+  inFlightOf(key: string): number {
+    return this.versions.get(key)?.inFlight ?? 0;
+  }
+
   /** Ends an admitted call; `answered` when a node answered it (the completions that measure capacity). */
   done(key: string, answered: boolean, now = Date.now()): void {
     const load = this.load(key);

@@ -1,6 +1,7 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { InferenceServiceClient, InferenceServiceService, type InferenceServiceServer } from '@maas/proto';
 import { GrpcServer, unary } from '@maas/rpc';
+import { waitFor } from '@maas/testing';
 import { Admission } from './admission';
 import { intakeShedding } from './intake-shedding';
 
@@ -36,6 +37,32 @@ describe('intakeShedding', () => {
       expect(handled).toBe(1);
       await new Promise<void>((resolve, reject) => client.listLoaded({}, new Metadata(), { deadline: Date.now() + 500 }, (err) => (err ? reject(err) : resolve())));
     } finally {
+      client.close();
+      await server.shutdown(1000);
+    }
+  });
+
+  it('counts a call the client cancels as done', async () => {
+    const admission = new Admission();
+    let release = () => undefined as void;
+    const server = new GrpcServer({ interceptors: [intakeShedding(admission, new Set(['/maas.v1.InferenceService/ListLoaded']))] });
+    const notUsed = () => Promise.reject(new Error('not part of this test'));
+    server.addService('maas.v1.InferenceService', InferenceServiceService, {
+      predict: unary('Predict', notUsed),
+      modelMetadata: unary('ModelMetadata', notUsed),
+      loadModel: unary('LoadModel', notUsed),
+      unloadModel: unary('UnloadModel', notUsed),
+      listLoaded: unary('ListLoaded', () => new Promise((resolve) => (release = () => resolve({ models: [], memoryBudgetBytes: 0, memoryUsedBytes: 0, nodeId: 'n' })))),
+    } satisfies InferenceServiceServer);
+    const port = await server.start();
+    const client = new InferenceServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    try {
+      const call = client.listLoaded({}, () => undefined);
+      await waitFor(() => admission.inFlightOf('gateway') === 1);
+      call.cancel();
+      await waitFor(() => admission.inFlightOf('gateway') === 0, { timeoutMs: 2000, description: 'the cancelled call to leave the count' });
+    } finally {
+      release();
       client.close();
       await server.shutdown(1000);
     }

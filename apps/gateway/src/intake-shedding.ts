@@ -15,6 +15,10 @@ export function intakeShedding(admission: Admission, methods: ReadonlySet<string
   return (descriptor, call) => {
     if (!methods.has(descriptor.path)) return new ServerInterceptingCall(call);
     let admitted = false;
+    const settle = (answered: boolean) => {
+      if (admitted) admission.done(GATEWAY, answered);
+      admitted = false;
+    };
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
@@ -30,10 +34,11 @@ export function intakeShedding(admission: Admission, methods: ReadonlySet<string
             }
             nextMetadata(metadata);
           },
+          // A call the client cancels sends no status: it must leave the count all the same.
+          onCancel: () => settle(false),
         }),
       sendStatus: (statusObject, next) => {
-        if (admitted) admission.done(GATEWAY, statusObject.code === status.OK);
-        admitted = false;
+        settle(statusObject.code === status.OK);
         next(statusObject);
       },
     });
