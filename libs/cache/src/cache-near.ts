@@ -71,11 +71,19 @@ export class NearMetadataCache implements MetadataCache {
   }
 
   async get(model: string, field: string): Promise<CacheRead> {
-    const fields = this.models.get(model);
-    const entry = fields?.get(field);
+    let fields = this.models.get(model);
+    let entry = fields?.get(field);
     if (entry && this.bus.live && entry.expires > Date.now()) {
-      this.stats.nearHits += 1;
-      return { value: entry.value, generation: '' };
+      // A write acknowledged before this read began had its event written to our connection first;
+      // it may sit unread in the same turn of the event loop. Let that turn finish, then look again.
+      const token = this.tokenOf(model);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (token === this.tokenOf(model) && this.bus.live) {
+        this.stats.nearHits += 1;
+        return { value: entry.value, generation: '' };
+      }
+      fields = this.models.get(model);
+      entry = fields?.get(field);
     }
     if (entry) {
       fields!.delete(field);

@@ -10,6 +10,13 @@ export interface RedisMetadataCacheOptions extends MetadataCacheOptions {
   prefix?: string;
   /** Longest wait for one command before it counts as a miss. @default 250 */
   commandTimeoutMs?: number;
+  /**
+   * How long an invalidation that could not reach Redis waits for this
+   * process's connection to come back and retries before the write goes on.
+   * Other processes may reach Redis again sooner (each reconnects on its own
+   * backoff) and must not read there what the write replaced. @default 3000
+   */
+  invalidateWaitMs?: number;
   logger?: Logger;
 }
 
@@ -103,12 +110,23 @@ export class RedisMetadataCache implements MetadataCache {
   }
 
   async invalidate(model: string): Promise<void> {
+    if (await this.tryInvalidate(model)) return;
+    this.pendingInvalidations.add(model);
+    // After a Redis restart a reader's connection can be back before ours: hold the write until the
+    // invalidation is in, or until we have waited long enough that Redis is down for everyone.
+    if (this.redis.status !== 'ready' && (await this.ready(this.options.invalidateWaitMs ?? 3000)) && (await this.tryInvalidate(model))) {
+      this.pendingInvalidations.delete(model);
+    }
+  }
+
+  private async tryInvalidate(model: string): Promise<boolean> {
     try {
       await this.redis.eval(INVALIDATE, 1, this.key(model), String(this.ttlSeconds));
       this.pendingInvalidations.delete(model);
+      return true;
     } catch (err) {
       this.noteError(err);
-      this.pendingInvalidations.add(model);
+      return false;
     }
   }
 
