@@ -14,7 +14,7 @@ export interface RedisMetadataCacheOptions extends MetadataCacheOptions {
    * How long an invalidation that could not reach Redis waits for this
    * process's connection to come back and retries before the write goes on.
    * Other processes may reach Redis again sooner (each reconnects on its own
-   * backoff) and must not read there what the write replaced. @default 3000
+   * backoff) and must not read there what the write replaced. @default 5000
    */
   invalidateWaitMs?: number;
   logger?: Logger;
@@ -59,7 +59,9 @@ export class RedisMetadataCache implements MetadataCache {
       maxRetriesPerRequest: 0,
       commandTimeout: options.commandTimeoutMs ?? 250,
       connectTimeout: 2000,
-      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2000),
+      // Reconnect at least twice a second: a writer whose connection lags its readers' after a Redis
+      // restart holds its writes (see invalidateWaitMs) until it is back.
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 500),
     });
     this.redis.on('error', (err) => this.noteError(err));
     this.redis.on('ready', () => void this.replayInvalidations());
@@ -114,7 +116,7 @@ export class RedisMetadataCache implements MetadataCache {
     this.pendingInvalidations.add(model);
     // After a Redis restart a reader's connection can be back before ours: hold the write until the
     // invalidation is in, or until we have waited long enough that Redis is down for everyone.
-    if (this.redis.status !== 'ready' && (await this.ready(this.options.invalidateWaitMs ?? 3000)) && (await this.tryInvalidate(model))) {
+    if (this.redis.status !== 'ready' && (await this.ready(this.options.invalidateWaitMs ?? 5000)) && (await this.tryInvalidate(model))) {
       this.pendingInvalidations.delete(model);
     }
   }
