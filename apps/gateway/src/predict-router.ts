@@ -197,7 +197,6 @@ export class PredictRouter {
     const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
     this.hedges.earn();
     const key = `${version.model}:${version.version}`;
-    const label = `${version.model}:${version.version}`;
     const lateAfterMs = this.latency.lateAfterMs(key);
     let atCapacity = false;
     this.admission.admit(key, deadline);
@@ -225,12 +224,12 @@ export class PredictRouter {
         // A node that keeps calls and answers none (frozen, partitioned) is worse than a slow one:
         // it is ejected even when every other node is ejected too; ejected nodes stay last resorts.
         onStuck: (node) =>
-          this.pool.eject(node.instance.id, this.options.outliers?.ejectMs ?? 10_000, `stuck: calls outstanding for ${silentForMs(node)} ms without any answer (on ${label})`),
+          this.pool.eject(node.instance.id, this.options.outliers?.ejectMs ?? 10_000, `stuck: calls outstanding for ${silentForMs(node)} ms without any answer (on ${key})`),
         exhausted: (last) => {
           const why = (last as ServiceError | undefined)?.details ?? 'no node was tried';
           // Overload is said as overload, so callers back off instead of treating the service as down.
-          if (atCapacity) return new ResourceExhaustedError(`every node that can serve ${label} is at capacity (${candidates.length} tried; last: ${why})`);
-          return new UnavailableError(`every healthy node failed for ${label} (${candidates.length} tried; last: ${why})`);
+          if (atCapacity) return new ResourceExhaustedError(`every node that can serve ${key} is at capacity (${candidates.length} tried; last: ${why})`);
+          return new UnavailableError(`every healthy node failed for ${key} (${candidates.length} tried; last: ${why})`);
         },
       });
       answered = true;
@@ -239,16 +238,15 @@ export class PredictRouter {
       const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
       if (over) {
         throw new ResourceExhaustedError(
-          `the answer of ${label} is ${over[1]} bytes, above the gateway's message limit of ${over[2]} bytes (GATEWAY_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
+          `the answer of ${key} is ${over[1]} bytes, above the gateway's message limit of ${over[2]} bytes (GATEWAY_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
         );
       }
       if (statusOf(err) === status.DEADLINE_EXCEEDED && Date.now() >= deadline) {
-        throw new DeadlineExceededError(`deadline passed while routing ${label} (tried ${candidates.length} node(s))`, { cause: err });
+        throw new DeadlineExceededError(`deadline passed while routing ${key} (tried ${candidates.length} node(s))`, { cause: err });
       }
       throw err;
     } finally {
       this.admission.done(key, answered);
     }
   }
-
 }
