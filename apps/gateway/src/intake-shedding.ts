@@ -1,4 +1,5 @@
 import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import { callDeadlineMs } from '@maas/rpc';
 import type { Admission } from './admission';
 
 /** The key under which the gateway as a whole is admitted. */
@@ -23,10 +24,8 @@ export function intakeShedding(admission: Admission, methods: ReadonlySet<string
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const deadline = call.getDeadline();
-            const due = deadline instanceof Date ? deadline.getTime() : deadline;
             try {
-              admission.admit(GATEWAY, Number.isFinite(due) ? due : Infinity);
+              admission.admit(GATEWAY, callDeadlineMs(call));
               admitted = true;
             } catch (err) {
               call.sendStatus({ code: status.RESOURCE_EXHAUSTED, details: (err as Error).message, metadata: null });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import { callDeadlineMs } from '@maas/rpc';
 import type { Logger } from 'pino';
 import { grpcCodeName, modelOf, type RpcMetrics } from './rpc-metrics';
 
@@ -66,9 +67,7 @@ export function rpcInterceptor(options: RpcInterceptorOptions): ServerIntercepto
         // ("Received no request message"): that is a client that gave up, so the call is recorded as
         // DEADLINE_EXCEEDED or CANCELLED, which is also what the client itself saw.
         if (statusObject.code === status.UNIMPLEMENTED && statusObject.details?.startsWith(NO_REQUEST_MESSAGE)) {
-          const deadline = call.getDeadline();
-          const past = deadline instanceof Date ? deadline.getTime() <= Date.now() : Number.isFinite(deadline) && deadline <= Date.now();
-          statusObject = past
+          statusObject = callDeadlineMs(call) <= Date.now()
             ? { ...statusObject, code: status.DEADLINE_EXCEEDED, details: 'deadline passed before the request message arrived' }
             : { ...statusObject, code: status.CANCELLED, details: 'the client cancelled before sending its request message' };
         }

@@ -77,7 +77,7 @@ export function callSignal(call: ServerSurfaceCall): AbortSignal {
 }
 
 /** The caller's deadline as epoch milliseconds, or Infinity when none was set. */
-export function callDeadlineMs(call: ServerSurfaceCall): number {
+export function callDeadlineMs(call: Pick<ServerSurfaceCall, 'getDeadline'>): number {
   const deadline = call.getDeadline();
   if (deadline instanceof Date) return deadline.getTime();
   return Number.isFinite(deadline) && deadline > 0 ? deadline : Infinity;
