@@ -45,7 +45,7 @@ export const gatewayConfigSchema = {
     env: 'GATEWAY_OUTLIER_FACTOR',
     default: 3,
     parse: parse.number({ min: 0 }),
-    doc: 'A node whose median Predict latency on a model version exceeds this × its peers’ (the median of their medians, plus GATEWAY_OUTLIER_MIN_EXTRA_MS) is ejected; 0 turns outlier ejection off.',
+    doc: 'A node whose median time per Predict on a model version (its queue wait left out, shared among its calls outstanding) exceeds this × its peers’ (the median of their medians, plus GATEWAY_OUTLIER_MIN_EXTRA_MS) is ejected; 0 turns outlier ejection off.',
   },
   outlierMinExtraMs: {
     env: 'GATEWAY_OUTLIER_MIN_EXTRA_MS',

@@ -19,9 +19,10 @@ export interface AttemptPlan<T> {
   retryElsewhere(err: unknown): boolean;
   /** Whether a node is out of rotation. */
   isEjected(node: NodeHandle): boolean;
-  onSuccess(node: NodeHandle, ms: number): void;
+  /** `node` answered `ms` after the attempt was sent, when it had `load` calls outstanding (this one included). */
+  onSuccess(node: NodeHandle, ms: number, answer: T, load: number): void;
   /** An attempt that lost the race still answered, `ms` after it was sent (what its node really takes). */
-  onLateAnswer(node: NodeHandle, ms: number): void;
+  onLateAnswer(node: NodeHandle, ms: number, answer: T, load: number): void;
   /** A retryable failure of `node`. */
   onFailure(node: NodeHandle, err: unknown): void;
   /** `node` has had calls outstanding for {@link stuckAfterMs} without answering any. */
@@ -85,6 +86,7 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
       const control = new AbortController();
       active.set(node, control);
       node.inFlight += 1;
+      const load = node.inFlight;
       if (node.silentSince === 0) node.silentSince = Date.now();
       const started = performance.now();
       plan.send(node, control.signal).then(
@@ -92,8 +94,8 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
           node.inFlight -= 1;
           heard(node);
           active.delete(node);
-          if (settled) return plan.onLateAnswer(node, performance.now() - started);
-          plan.onSuccess(node, performance.now() - started);
+          if (settled) return plan.onLateAnswer(node, performance.now() - started, answer, load);
+          plan.onSuccess(node, performance.now() - started, answer, load);
           finish(() => resolve(answer), true);
         },
         (err: unknown) => {

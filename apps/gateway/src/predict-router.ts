@@ -7,6 +7,7 @@ import {
   ResourceExhaustedError,
   RETRY_ELSEWHERE_TRAILER,
   statusOf,
+  queueMsOf,
   UnavailableError,
   validateAlias,
   validateModelName,
@@ -44,9 +45,35 @@ const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
 const STUCK_FLOOR_MS = 500;
 const asIs = (bytes: Buffer): Buffer => bytes;
 
-/** A node's Predict that leaves the answer encoded. */
-function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, Buffer> {
-  return (request, metadata, options, callback) => node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) => callback(err, bytes!));
+/** A node's answer, still encoded, and how long the request waited in the node's queue. */
+interface NodeAnswer {
+  bytes: Buffer;
+  queueMs: number;
+}
+
+/**
+ * What a node's answer says about its speed: the round trip without the wait
+ * in the node's queue, shared among the calls that were outstanding on the
+ * node when it was sent (they cross the same connection and event loop ahead
+ * of it). A node that is merely busy (the homes of a model under overload,
+ * tens of calls each) so compares fairly with one that sees only the odd
+ * hedged copy, and is not ejected for it; a slow node is as slow per call
+ * however few it is given.
+ */
+export function serviceMs(ms: number, queueMs: number, load: number): number {
+  return Math.max(0, ms - queueMs) / Math.max(1, load);
+}
+
+/** A node's Predict that leaves the answer encoded and reads the queue wait from its headers. */
+function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer> {
+  return (request, metadata, options, callback) => {
+    let queueMs = 0;
+    const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
+      callback(err, err ? undefined! : { bytes: bytes!, queueMs }),
+    );
+    call.on('metadata', (headers) => (queueMs = queueMsOf(headers)));
+    return call;
+  };
 }
 
 /** What the caller's call gives the router: deadline, cancellation and metadata to forward. */
@@ -202,7 +229,7 @@ export class PredictRouter {
     this.admission.admit(key, deadline);
     let answered = false;
     try {
-      const answer = await runAttempts<Buffer>({
+      const answer = await runAttempts<NodeAnswer>({
         candidates,
         signal: ctx.signal,
         lateAfterMs,
@@ -211,11 +238,12 @@ export class PredictRouter {
         mayHedge: () => this.hedges.take(),
         retryElsewhere,
         isEjected: (node) => this.pool.isEjected(node),
-        onSuccess: (node, ms) => {
+        // Hedging goes by the whole round trip; a node's speed by its time per call (see serviceMs).
+        onSuccess: (node, ms, answer, load) => {
           this.latency.record(key, ms);
-          this.noteLatency(key, node, ms);
+          this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load));
         },
-        onLateAnswer: (node, ms) => this.noteLatency(key, node, ms),
+        onLateAnswer: (node, ms, answer, load) => this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load)),
         onFailure: (node, err) => {
           if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
           if (statusOf(err) === status.RESOURCE_EXHAUSTED) atCapacity = true;
@@ -233,7 +261,7 @@ export class PredictRouter {
         },
       });
       answered = true;
-      return answer;
+      return answer.bytes;
     } catch (err) {
       const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
       if (over) {

@@ -18,3 +18,15 @@ describe('DynamicBatcher admission', () => {
     await expect(Promise.all([...queued, batcher.submit(row(), ['x'], { deadline: Date.now() + 60_000 })])).resolves.toHaveLength(5);
   });
 });
+
+describe('DynamicBatcher queue wait', () => {
+  it('tells each request, as its run begins, how long it waited behind the runs ahead of it', async () => {
+    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve(inputs), 30)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
+    const waits: number[] = [];
+    await Promise.all(Array.from({ length: 3 }, () => batcher.submit(row(), ['x'], { onRun: (ms) => waits.push(ms) })));
+    expect(waits).toHaveLength(3);
+    // The first runs at once; the third waits for two runs of ~30 ms.
+    expect(waits[0]).toBeLessThan(15);
+    expect(waits[2]).toBeGreaterThanOrEqual(50);
+  });
+});

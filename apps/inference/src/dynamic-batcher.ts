@@ -19,6 +19,14 @@ export interface BatcherOptions {
   concurrency: number;
 }
 
+/** How a request is submitted: its cancellation, deadline (epoch ms), and who hears when it starts running. */
+export interface SubmitOptions {
+  signal?: AbortSignal;
+  deadline?: number;
+  /** Called as the request's run begins, with how long it waited in the queue, in ms. */
+  onRun?: (queueMs: number) => void;
+}
+
 /** What one run looked like, for metrics and tests. */
 export interface BatchEvent {
   requests: number;
@@ -35,6 +43,7 @@ interface Pending {
   enqueued: number;
   deadline: number;
   signal?: AbortSignal;
+  onRun?: (queueMs: number) => void;
   resolve(outputs: Tensor[]): void;
   reject(err: unknown): void;
 }
@@ -89,7 +98,7 @@ export class DynamicBatcher {
     return ((this.queuedRows + this.runningRows + rows) * this.msPerRow) / Math.max(1, this.options.concurrency);
   }
 
-  submit(inputs: Tensor[], outputNames: string[], opts: { signal?: AbortSignal; deadline?: number } = {}): Promise<Tensor[]> {
+  submit(inputs: Tensor[], outputNames: string[], opts: SubmitOptions = {}): Promise<Tensor[]> {
     if (this.closed) return Promise.reject(new CancelledError('the model version is being unloaded'));
     if (this.queued >= this.options.maxQueueSize) {
       return Promise.reject(
@@ -117,6 +126,7 @@ export class DynamicBatcher {
         enqueued: performance.now(),
         deadline,
         signal: opts.signal,
+        onRun: opts.onRun,
         resolve,
         reject,
       };
@@ -221,6 +231,7 @@ export class DynamicBatcher {
     const started = performance.now();
     const rows = batch.reduce((n, r) => n + r.rows, 0);
     this.runningRows += rows;
+    for (const r of batch) r.onRun?.(started - r.enqueued);
     try {
       const outputs = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));

@@ -1,4 +1,4 @@
-import type { Server, ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, type Server, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
   InferenceServiceWire,
   predictResponseSize,
@@ -15,6 +15,7 @@ import {
   formatModelRef,
   InvalidArgumentError,
   MAX_MESSAGE_BYTES,
+  QUEUE_MS_HEADER,
   NotFoundError,
   ResourceExhaustedError,
   unary,
@@ -84,7 +85,8 @@ export class InferenceService {
     const loaded = await this.manager.get(req.model, version, req.sha256);
     validateInputs(req.inputs, loaded.version.inputs, this.limits);
     const outputNames = validateOutputNames(req.outputNames, loaded.version.outputs);
-    const outputs = await loaded.predict(req.inputs, outputNames, { signal: callSignal(call), deadline: callDeadlineMs(call) });
+    let queueMs = 0;
+    const outputs = await loaded.predict(req.inputs, outputNames, { signal: callSignal(call), deadline: callDeadlineMs(call), onRun: (ms) => (queueMs = ms) });
     const answer = { model: req.model, version, outputs };
     // Said here, with the figures, rather than as grpc-js's bare "Sent message larger than max".
     const size = predictResponseSize(answer);
@@ -94,6 +96,10 @@ export class InferenceService {
         `the answer of ${req.model}:${version} is ${size} bytes, above the node's message limit of ${limit} bytes (INFERENCE_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
       );
     }
+    // How long it queued here, in the answer's headers: the gateway tells a busy node from a slow one by it.
+    const headers = new Metadata();
+    headers.set(QUEUE_MS_HEADER, queueMs.toFixed(1));
+    call.sendMetadata(headers);
     return answer;
   }
 

@@ -1,6 +1,6 @@
 import type { ModelVersion, Tensor } from '@maas/proto';
 import { isBatchable } from '@maas/tensor';
-import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
+import { DynamicBatcher, type BatchEvent, type SubmitOptions } from './dynamic-batcher';
 import { openSession, type SessionRunner } from './session-runner';
 
 /** onnxruntime session settings of a node. */
@@ -93,7 +93,7 @@ export class LoadedModel {
   }
 
   /** Runs one request through the batcher. Inputs must be validated already. */
-  async predict(inputs: Tensor[], outputNames: string[], opts: { signal?: AbortSignal; deadline?: number } = {}): Promise<Tensor[]> {
+  async predict(inputs: Tensor[], outputNames: string[], opts: SubmitOptions = {}): Promise<Tensor[]> {
     this.active += 1;
     this.lastUsed = Date.now();
     try {

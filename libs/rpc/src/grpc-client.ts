@@ -54,6 +54,20 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
 }
 
 /**
+ * Response header a node sets on a Predict answer: the milliseconds the
+ * request waited in the node's queue before its run began. The gateway judges
+ * a node's speed on the rest of the round trip, so a node that is merely busy
+ * (a long queue under overload) is not taken for a slow one.
+ */
+export const QUEUE_MS_HEADER = 'maas-queue-ms';
+
+/** The queue wait a node reported in a Predict answer's headers (0 when it said none). */
+export function queueMsOf(headers: Metadata): number {
+  const value = Number(headers.get(QUEUE_MS_HEADER)[0] ?? 0);
+  return Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+/**
  * HTTP/2 receive window, bytes, for unary calls that carry large tensors:
  * Predict answers on the gateway's and Predict clients' channels, Predict
  * requests on nodes. A 1 MB tensor then arrives without waiting on a window
