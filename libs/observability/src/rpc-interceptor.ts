@@ -16,6 +16,37 @@ const QUIET_METHODS = new Set(['Check', 'Watch', 'ServerReflectionInfo']);
 /** Codes that say the caller got something wrong (or nothing went wrong): logged at debug. */
 const CLIENT_SIDE = new Set<number>([status.OK, status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.CANCELLED, status.UNAUTHENTICATED, status.PERMISSION_DENIED]);
 
+/** Warn lines per second for one method and code; past it lines are counted, and the count goes on the next one logged. */
+const WARN_LINES_PER_SECOND = 10;
+
+/**
+ * Keeps a flood of one failure (overload refusals by the thousand) from costing
+ * a log line each: per method and code, up to {@link WARN_LINES_PER_SECOND} a
+ * second; the next line logged says how many were left out.
+ */
+export class WarnLimiter {
+  private readonly windows = new Map<string, { second: number; lines: number; suppressed: number }>();
+
+  /** Whether to log this one; when yes, how many were left out since the last. */
+  admit(key: string, now = Date.now()): { log: boolean; suppressed: number } {
+    const second = Math.floor(now / 1000);
+    let window = this.windows.get(key);
+    if (!window) this.windows.set(key, (window = { second, lines: 0, suppressed: 0 }));
+    if (window.second !== second) {
+      window.second = second;
+      window.lines = 0;
+    }
+    if (window.lines >= WARN_LINES_PER_SECOND) {
+      window.suppressed += 1;
+      return { log: false, suppressed: 0 };
+    }
+    window.lines += 1;
+    const suppressed = window.suppressed;
+    window.suppressed = 0;
+    return { log: true, suppressed };
+  }
+}
+
 /** What {@link rpcInterceptor} records. */
 export interface RpcInterceptorOptions {
   /** One JSON line per finished call. */
@@ -36,6 +67,7 @@ export interface RpcInterceptorOptions {
  */
 export function rpcInterceptor(options: RpcInterceptorOptions): ServerInterceptor {
   const { logger, metrics } = options;
+  const limiter = new WarnLimiter();
   return (descriptor, call) => {
     const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
     const logged = logger !== undefined && !QUIET_METHODS.has(method);
@@ -77,9 +109,13 @@ export function rpcInterceptor(options: RpcInterceptorOptions): ServerIntercepto
         const trusted = code !== status.INVALID_ARGUMENT && code !== status.NOT_FOUND;
         metrics?.observe(method, trusted ? (model ?? '') : '', trusted ? version : '', code, ns / 1e9);
         if (logged) {
-          const line = { requestId, method, model: model || undefined, code: grpcCodeName(code), ms: Math.round(ns / 1e4) / 100, ...(code === status.OK ? {} : { details: statusObject.details }) };
-          if (CLIENT_SIDE.has(code)) logger.debug(line, 'rpc');
-          else logger.warn(line, 'rpc');
+          const line = () => ({ requestId, method, model: model || undefined, code: grpcCodeName(code), ms: Math.round(ns / 1e4) / 100, ...(code === status.OK ? {} : { details: statusObject.details }) });
+          if (CLIENT_SIDE.has(code)) {
+            if (logger.isLevelEnabled('debug')) logger.debug(line(), 'rpc');
+          } else {
+            const { log, suppressed } = limiter.admit(`${method}:${code}`);
+            if (log) logger.warn(suppressed > 0 ? { ...line(), suppressed } : line(), 'rpc');
+          }
         }
         next(statusObject);
       },

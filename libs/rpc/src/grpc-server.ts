@@ -36,6 +36,17 @@ export interface GrpcServerOptions {
    * @default the HTTP/2 default
    */
   receiveWindowBytes?: number;
+  /**
+   * HTTP/2 receive window of each connection as a whole, in bytes, when it
+   * is to be wider than the per-stream one ({@link receiveWindowBytes}). All
+   * the streams of a client share it: at 64 KiB a client's many calls (and
+   * the first bytes of the calls refused at their headers) queue behind each
+   * other's window updates. A wide connection window with a narrow stream
+   * window keeps per-stream backpressure (uploads) and bounds what one
+   * connection can have buffered.
+   * @default receiveWindowBytes
+   */
+  connectionWindowBytes?: number;
 }
 
 /** Anything that can mount its handlers on a grpc-js server. */
@@ -93,7 +104,8 @@ export class GrpcServer {
         (err, port) => (err ? reject(err) : resolve(port)),
       );
     });
-    if (this.options.receiveWindowBytes) this.widenReceiveWindow(this.options.receiveWindowBytes);
+    const { receiveWindowBytes, connectionWindowBytes } = this.options;
+    if (receiveWindowBytes || connectionWindowBytes) this.widenReceiveWindow(receiveWindowBytes, connectionWindowBytes ?? receiveWindowBytes);
     this.setServing(true);
     return this.boundPort;
   }
@@ -102,14 +114,14 @@ export class GrpcServer {
    * grpc-js has no server option for flow-control windows, so each new
    * HTTP/2 session of its listeners gets them here.
    */
-  private widenReceiveWindow(bytes: number): void {
+  private widenReceiveWindow(streamBytes: number | undefined, connectionBytes: number | undefined): void {
     const listeners = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
     if (!(listeners instanceof Map)) return; // a grpc-js without that field: keep the protocol default
-    const size = Math.min(bytes, 2 ** 31 - 1);
+    const cap = (bytes: number) => Math.min(bytes, 2 ** 31 - 1);
     for (const listener of listeners.keys()) {
       listener.on('session', (session: ServerHttp2Session) => {
-        session.setLocalWindowSize(size);
-        session.settings({ initialWindowSize: size });
+        if (connectionBytes) session.setLocalWindowSize(cap(connectionBytes));
+        if (streamBytes) session.settings({ initialWindowSize: cap(streamBytes) });
       });
     }
   }

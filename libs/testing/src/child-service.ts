@@ -63,7 +63,9 @@ function parseLine(text: string): ParsedLine {
  */
 export async function startChild(options: ChildOptions): Promise<TestChild> {
   const name = options.name ?? options.entry;
-  const proc = spawn(process.execPath, ['--import', 'tsx', options.entry, ...(options.args ?? [])], {
+  // MAAS_CHILD_NODE_ARGS (say "--cpu-prof --cpu-prof-dir=/tmp/prof") go to the child named MAAS_CHILD_NODE_ARGS_FOR.
+  const nodeArgs = process.env.MAAS_CHILD_NODE_ARGS && options.name === process.env.MAAS_CHILD_NODE_ARGS_FOR ? process.env.MAAS_CHILD_NODE_ARGS.split(' ') : [];
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', options.entry, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
