@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateApiKey, hashApiKey } from '@maas/auth';
-import { mlpModel, REPO_ROOT, startRedis, startService, tempDir, type TestChild, type TestRedis } from '@maas/testing';
+import { identityModel, mlpModel, REPO_ROOT, startRedis, startService, tempDir, type TestChild, type TestRedis } from '@maas/testing';
 import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 
 /**
@@ -74,7 +74,7 @@ describeIf('public API through a Python grpcio client', () => {
     execFileSync('mkdir', ['-p', stubs]);
     // Well-known types (timestamp.proto) from the protoc npm package's include folder: Debian ships them in libprotobuf-dev.
     const wellKnown = join(REPO_ROOT, 'node_modules/protoc/include');
-    execFileSync(PROTOC, ['-I', join(REPO_ROOT, 'proto'), '-I', wellKnown, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, ...['tensor', 'registry', 'inference', 'gateway'].map((p) => `maas/v1/${p}.proto`)]);
+    execFileSync(PROTOC, ['-I', join(REPO_ROOT, 'proto'), '-I', wellKnown, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, ...['tensor', 'registry', 'inference', 'gateway'].map((p) => `maas/v1/${p}.proto`), 'inference/grpc_predict_v2.proto']);
 
     redis = await startRedis();
     const log = (name: string) => join(dir.path, `${name}.log`);
@@ -142,12 +142,16 @@ describeIf('public API through a Python grpcio client', () => {
       gateway_a_log: log('gateway-a'),
       keys,
       models: fixtures,
+      // Identity models of string and int64 tensors, [batch, 2]: the answer is the input.
+      identity: { strings: join(dir.path, 'strings.onnx'), int64s: join(dir.path, 'int64s.onnx') },
     };
+    writeFileSync(config.identity.strings, identityModel(8));
+    writeFileSync(config.identity.int64s, identityModel(7));
     const configPath = join(dir.path, 'config.json');
     writeFileSync(configPath, JSON.stringify(config));
 
     // Asynchronously: this process relays the services' logs to the files the suite reads.
-    const python = spawn(PYTHON, ['-m', 'unittest', '-v', 'test_public_api'], {
+    const python = spawn(PYTHON, ['-m', 'unittest', '-v', 'test_public_api', 'test_open_inference'], {
       cwd: join(__dirname, 'python'),
       env: { ...process.env, MAAS_CONFORMANCE_CONFIG: configPath, PYTHONDONTWRITEBYTECODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],

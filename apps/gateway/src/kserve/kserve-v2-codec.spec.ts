@@ -6,6 +6,8 @@ function inferRequest(overrides: Partial<kserve.ModelInferRequest>): kserve.Mode
   return kserve.ModelInferRequest.fromPartial({ modelName: 'mlp', modelVersion: '', id: 'req-1', ...overrides });
 }
 
+const noContents = kserve.InferTensorContents.fromPartial({});
+
 describe('fromModelInferRequest', () => {
   it('packs typed FP32 contents into little-endian raw bytes', () => {
     const request = inferRequest({
@@ -53,6 +55,11 @@ describe('fromModelInferRequest', () => {
     [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], parameters: {} }], rawInputContents: [Buffer.alloc(4), Buffer.alloc(4)] }, /expected one per input/],
     [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [-1], parameters: {} }], rawInputContents: [Buffer.alloc(4)] }, /must hold non-negative integers/],
     [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {} }], rawInputContents: [Buffer.from([9, 0, 0, 0, 65])] }, /runs past the end/],
+    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {} }], rawInputContents: [Buffer.from([4, 0, 0, 0, 0xff, 0xfe, 0x00, 0x80])] }, /BYTES element 0 \(4 bytes, starting fffe0080\) is not valid UTF-8/],
+    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {}, contents: { ...noContents, bytesContents: [Buffer.from([0xc3])] } }] }, /BYTES element 0 .* is not valid UTF-8/],
+    [{ parameters: { priority: { uint64Param: 1 } } }, /the request: parameter "priority" not supported/],
+    [{ outputs: [{ name: 'output', parameters: { classification: { int64Param: 3 } } }] }, /output "output": parameter "classification" not supported/],
+    [{ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1], parameters: {}, contents: { ...noContents, fp32Contents: [1] } }], rawInputContents: [Buffer.alloc(4)] }, /typed contents and the request has raw_input_contents/],
   ])('rejects %j as INVALID_ARGUMENT', (overrides, message) => {
     expect(() => fromModelInferRequest(inferRequest(overrides as Partial<kserve.ModelInferRequest>))).toThrow(InvalidArgumentError);
     expect(() => fromModelInferRequest(inferRequest(overrides as Partial<kserve.ModelInferRequest>))).toThrow(message);
@@ -68,11 +75,12 @@ describe('toModelInferResponse', () => {
     outputs: [{ name: 'output', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 3], rawData: output, stringData: [] }],
   };
 
-  it('answers typed contents to a typed request', () => {
+  it('answers raw contents to a typed request, as Triton does', () => {
     const answer = toModelInferResponse(inferRequest({}), response);
-    expect(answer).toMatchObject({ modelName: 'mlp', modelVersion: '2', id: 'req-1', rawOutputContents: [] });
+    expect(answer).toMatchObject({ modelName: 'mlp', modelVersion: '2', id: 'req-1' });
     expect(answer.outputs[0]).toMatchObject({ name: 'output', datatype: 'FP32', shape: [1, 3] });
-    expect(answer.outputs[0].contents?.fp32Contents).toEqual([0.25, -1, 7]);
+    expect(answer.outputs[0].contents).toBeUndefined();
+    expect(Buffer.from(answer.rawOutputContents[0]).equals(output)).toBe(true);
   });
 
   it('answers raw contents to a raw request', () => {

@@ -1,6 +1,6 @@
 import { DataType, kserve, type PredictRequest, type PredictResponse, type Tensor, type TensorSpec } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
-import { dtypeInfo, dtypeName } from '@maas/tensor';
+import { dtypeName } from '@maas/tensor';
 
 /** Open Inference Protocol datatype names and the MaaS dtypes they carry. */
 const V2_TO_DTYPE: Record<string, DataType> = {
@@ -51,6 +51,42 @@ export function parseV2Version(version: string): number {
   return Number(version);
 }
 
+/** Strict UTF-8: a malformed element is refused rather than rewritten with U+FFFD. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * One BYTES element as the string a model's string tensor takes. onnxruntime-node
+ * carries string tensors as JavaScript strings, so only valid UTF-8 passes
+ * through unchanged; anything else is INVALID_ARGUMENT, never a silently
+ * altered element.
+ */
+function bytesElement(name: string, index: number, bytes: Uint8Array): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    const shown = Buffer.from(bytes.subarray(0, 16)).toString('hex');
+    throw new InvalidArgumentError(
+      `input "${name}": BYTES element ${index} (${bytes.length} bytes, starting ${shown}) is not valid UTF-8: string tensors reach onnxruntime as text, so only UTF-8 elements are carried; send binary data as a UINT8 tensor`,
+    );
+  }
+}
+
+/** Any parameter a request, an input or an output carries is refused: none is honoured yet (the README lists them). */
+function refuseParameters(where: string, parameters: Record<string, unknown> | undefined): void {
+  const names = Object.keys(parameters ?? {});
+  if (names.length > 0) {
+    throw new InvalidArgumentError(
+      `${where}: parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} not supported: this server honours no inference parameters (priority, timeout, sequences, classification, shared memory); send none`,
+    );
+  }
+}
+
+/** Whether typed contents hold any element. */
+function hasTypedContents(contents: kserve.InferTensorContents | undefined): boolean {
+  if (!contents) return false;
+  return Object.values(contents).some((values) => Array.isArray(values) && values.length > 0);
+}
+
 function elementCount(shape: number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
@@ -98,7 +134,7 @@ function packContents(name: string, dtype: DataType, shape: number[], contents: 
       return pack(contents.fp64Contents, 'fp64_contents', 8, (b, v, o) => b.writeDoubleLE(v, o));
     case DataType.DATA_TYPE_STRING:
       expectLength(contents.bytesContents, 'bytes_contents');
-      tensor.stringData = contents.bytesContents.map((b) => Buffer.from(b).toString('utf8'));
+      tensor.stringData = contents.bytesContents.map((b, i) => bytesElement(name, i, b));
       return tensor;
     default:
       throw new InvalidArgumentError(`input "${name}": datatype FP16 has no typed contents; send it in raw_input_contents`);
@@ -116,7 +152,7 @@ function unpackBytesElements(name: string, raw: Buffer): string[] {
     if (offset + length > raw.length) {
       throw new InvalidArgumentError(`input "${name}": BYTES element of ${length} bytes runs past the end of raw contents`);
     }
-    out.push(raw.subarray(offset, offset + length).toString('utf8'));
+    out.push(bytesElement(name, out.length, raw.subarray(offset, offset + length)));
     offset += length;
   }
   return out;
@@ -136,8 +172,14 @@ export function fromModelInferRequest(request: kserve.ModelInferRequest): Predic
       `raw_input_contents holds ${raw.length} entries but inputs lists ${request.inputs.length}: expected one per input, in order`,
     );
   }
+  refuseParameters('the request', request.parameters);
+  for (const output of request.outputs) refuseParameters(`output "${output.name}"`, output.parameters);
   const inputs = request.inputs.map((input, i): Tensor => {
+    refuseParameters(`input "${input.name}"`, input.parameters);
     const dtype = dtypeOfV2(input.datatype, input.name);
+    if (raw.length > 0 && hasTypedContents(input.contents)) {
+      throw new InvalidArgumentError(`input "${input.name}": has typed contents and the request has raw_input_contents: send every input one way, raw or typed`);
+    }
     const shape = input.shape;
     if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
       throw new InvalidArgumentError(`input "${input.name}": shape [${shape.join(',')}] must hold non-negative integers`);
@@ -162,72 +204,6 @@ export function fromModelInferRequest(request: kserve.ModelInferRequest): Predic
   };
 }
 
-function emptyContents(): kserve.InferTensorContents {
-  return {
-    boolContents: [],
-    intContents: [],
-    int64Contents: [],
-    uintContents: [],
-    uint64Contents: [],
-    fp32Contents: [],
-    fp64Contents: [],
-    bytesContents: [],
-  };
-}
-
-/** Reads little-endian raw bytes of a tensor into the V2 typed contents field for its dtype. */
-export function typedContentsOf(tensor: Tensor): kserve.InferTensorContents {
-  const contents = emptyContents();
-  const raw = Buffer.from(tensor.rawData);
-  const size = dtypeInfo(tensor.dtype)?.size ?? 0;
-  const read = <T>(reader: (offset: number) => T): T[] => {
-    const out: T[] = [];
-    for (let offset = 0; offset + size <= raw.length; offset += size) out.push(reader(offset));
-    return out;
-  };
-  switch (tensor.dtype) {
-    case DataType.DATA_TYPE_BOOL:
-      contents.boolContents = read((o) => raw.readUInt8(o) !== 0);
-      break;
-    case DataType.DATA_TYPE_INT8:
-      contents.intContents = read((o) => raw.readInt8(o));
-      break;
-    case DataType.DATA_TYPE_INT16:
-      contents.intContents = read((o) => raw.readInt16LE(o));
-      break;
-    case DataType.DATA_TYPE_INT32:
-      contents.intContents = read((o) => raw.readInt32LE(o));
-      break;
-    case DataType.DATA_TYPE_INT64:
-      contents.int64Contents = read((o) => Number(raw.readBigInt64LE(o)));
-      break;
-    case DataType.DATA_TYPE_UINT8:
-      contents.uintContents = read((o) => raw.readUInt8(o));
-      break;
-    case DataType.DATA_TYPE_UINT16:
-      contents.uintContents = read((o) => raw.readUInt16LE(o));
-      break;
-    case DataType.DATA_TYPE_UINT32:
-      contents.uintContents = read((o) => raw.readUInt32LE(o));
-      break;
-    case DataType.DATA_TYPE_UINT64:
-      contents.uint64Contents = read((o) => Number(raw.readBigUInt64LE(o)));
-      break;
-    case DataType.DATA_TYPE_FLOAT32:
-      contents.fp32Contents = read((o) => raw.readFloatLE(o));
-      break;
-    case DataType.DATA_TYPE_FLOAT64:
-      contents.fp64Contents = read((o) => raw.readDoubleLE(o));
-      break;
-    case DataType.DATA_TYPE_STRING:
-      contents.bytesContents = tensor.stringData.map((s) => Buffer.from(s, 'utf8'));
-      break;
-    default:
-      throw new InvalidArgumentError(`output "${tensor.name}": dtype ${dtypeName(tensor.dtype)} has no typed contents`);
-  }
-  return contents;
-}
-
 function rawBytesOf(tensor: Tensor): Buffer {
   if (tensor.dtype !== DataType.DATA_TYPE_STRING) return Buffer.from(tensor.rawData);
   const parts = tensor.stringData.flatMap((s) => {
@@ -241,14 +217,13 @@ function rawBytesOf(tensor: Tensor): Buffer {
 
 /**
  * Turns a MaaS `PredictResponse` into a V2 `ModelInferResponse`. Outputs go in
- * `raw_output_contents` when the request sent raw inputs (as Triton does) or
- * when an output has no typed form (FP16); otherwise in typed contents.
+ * `raw_output_contents` however the inputs came, as Triton answers: its
+ * client reads only those (`InferResult.as_numpy`).
  */
 export function toModelInferResponse(
   request: kserve.ModelInferRequest,
   response: PredictResponse,
 ): kserve.ModelInferResponse {
-  const raw = request.rawInputContents.length > 0 || response.outputs.some((o) => o.dtype === DataType.DATA_TYPE_FLOAT16);
   return {
     modelName: response.model,
     modelVersion: String(response.version),
@@ -259,8 +234,8 @@ export function toModelInferResponse(
       datatype: v2DatatypeOf(output.dtype),
       shape: output.shape,
       parameters: {},
-      contents: raw ? undefined : typedContentsOf(output),
+      contents: undefined,
     })),
-    rawOutputContents: raw ? response.outputs.map(rawBytesOf) : [],
+    rawOutputContents: response.outputs.map(rawBytesOf),
   };
 }
