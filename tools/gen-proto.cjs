@@ -47,4 +47,25 @@ execFileSync(
   ],
   { stdio: 'inherit', cwd: root },
 );
-console.log(`generated ${protos.length} proto files into ${path.relative(root, outDir)}`);
+
+// The descriptors the gateway's server reflection serves: exactly as protoc builds them, for the
+// services the gateway answers, with every file they import (well-known types included). The
+// health proto gets its canonical name (grpc/health/v1/health.proto), as clients know it.
+const healthDir = path.join(path.dirname(require.resolve('grpc-health-check/package.json')), 'proto/health/v1');
+execFileSync(
+  process.execPath,
+  [
+    path.join(protocDir, 'protoc.cjs'),
+    `--descriptor_set_out=${path.join(outDir, 'gateway-descriptors.binpb')}`,
+    '--include_imports',
+    `-I${protoRoot}`,
+    `-I${path.join(protocDir, 'include')}`,
+    `-Igrpc/health/v1=${healthDir}`,
+    'maas/v1/gateway.proto',
+    'maas/v1/registry.proto',
+    'inference/grpc_predict_v2.proto',
+    'grpc/health/v1/health.proto',
+  ],
+  { stdio: 'inherit', cwd: root },
+);
+console.log(`generated ${protos.length} proto files and the gateway's descriptor set into ${path.relative(root, outDir)}`);

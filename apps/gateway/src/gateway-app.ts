@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { Gauge } from 'prom-client';
-import { loadSync } from '@grpc/proto-loader';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
-import { kserve, RegistryServiceService, protoFiles, protoRoot } from '@maas/proto';
+import { gatewayFileDescriptors, kserve, RegistryServiceService } from '@maas/proto';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
@@ -30,6 +30,9 @@ import { VersionResolver } from './version-resolver';
  * Streams keep the 64 KiB window, so each call (an upload) is still held back.
  */
 const CONNECTION_WINDOW_BYTES = 1024 * 1024;
+
+/** The services the gateway answers, as server reflection lists them. */
+const REFLECTED_SERVICES = ['maas.v1.GatewayService', 'maas.v1.RegistryService', 'inference.GRPCInferenceService', 'grpc.health.v1.Health'] as const;
 
 /** Collaborators built outside, by main.ts or a test. */
 export interface GatewayDeps {
@@ -170,7 +173,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     ready: () => pool.all().length > 0,
   });
   server.addService('inference.GRPCInferenceService', kserve.GRPCInferenceServiceService, kserveService.handlers());
-  new ReflectionService(loadSync(protoFiles(), { includeDirs: [protoRoot] })).addToServer(server.server);
+  // Reflection from protoc's own descriptors, listing exactly the services answered here (what grpcurl
+  // and other strict descriptor pools accept; proto-loader's rebuilt descriptors were refused).
+  const descriptors = { fileDescriptorProtos: gatewayFileDescriptors() };
+  new ReflectionService({ descriptors } as unknown as PackageDefinition, { services: [...REFLECTED_SERVICES] }).addToServer(server.server);
   const port = await server.start();
   let metrics: MetricsServer | undefined;
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });

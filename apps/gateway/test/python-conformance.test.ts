@@ -75,6 +75,9 @@ describeIf('public API through a Python grpcio client', () => {
     // Well-known types (timestamp.proto) from the protoc npm package's include folder: Debian ships them in libprotobuf-dev.
     const wellKnown = join(REPO_ROOT, 'node_modules/protoc/include');
     execFileSync(PROTOC, ['-I', join(REPO_ROOT, 'proto'), '-I', wellKnown, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, ...['tensor', 'registry', 'inference', 'gateway'].map((p) => `maas/v1/${p}.proto`), 'inference/grpc_predict_v2.proto']);
+    // The reflection protocol's proto under another folder name, so its Python package does not shadow grpcio's own `grpc`.
+    const reflection = join(REPO_ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection');
+    execFileSync(PROTOC, [`-Imaasreflection=${reflection}`, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, 'maasreflection/v1/reflection.proto']);
 
     redis = await startRedis();
     const log = (name: string) => join(dir.path, `${name}.log`);
@@ -151,7 +154,9 @@ describeIf('public API through a Python grpcio client', () => {
     writeFileSync(configPath, JSON.stringify(config));
 
     // Asynchronously: this process relays the services' logs to the files the suite reads.
-    const python = spawn(PYTHON, ['-m', 'unittest', '-v', 'test_public_api', 'test_open_inference'], {
+    // MAAS_PYTHON_MODULES (say "test_reflection") runs some modules only, when working on one.
+    const modules = process.env.MAAS_PYTHON_MODULES?.split(',') ?? ['test_public_api', 'test_open_inference', 'test_reflection'];
+    const python = spawn(PYTHON, ['-m', 'unittest', '-v', ...modules], {
       cwd: join(__dirname, 'python'),
       env: { ...process.env, MAAS_CONFORMANCE_CONFIG: configPath, PYTHONDONTWRITEBYTECODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],

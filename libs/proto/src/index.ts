@@ -7,7 +7,7 @@ export * from './gen/maas/v1/tensor';
 export * from './gen/maas/v1/registry';
 export * from './gen/maas/v1/inference';
 export * from './gen/maas/v1/gateway';
-export { protoRoot, protoFiles } from './proto-files';
+export { gatewayFileDescriptors, protoFiles, protoRoot, splitFileDescriptorSet } from './proto-files';
 /** The Open Inference Protocol (KServe V2) gRPC API, package `inference`. */
 export * as kserve from './gen/inference/grpc_predict_v2';
 export * from './predict-wire';
