@@ -20,33 +20,42 @@ function listProtos(dir) {
   });
 }
 
-const options = [
-  'outputServices=grpc-js',
-  'esModuleInterop=true',
-  'env=node',
-  'useDate=true',
-  'forceLong=number',
-  'oneof=unions-value',
-  'useExactTypes=false',
-  'exportCommonSymbols=false',
-].join(',');
+const optionsWith = (forceLong) =>
+  [
+    'outputServices=grpc-js',
+    'esModuleInterop=true',
+    'env=node',
+    'useDate=true',
+    `forceLong=${forceLong}`,
+    'oneof=unions-value',
+    'useExactTypes=false',
+    'exportCommonSymbols=false',
+  ].join(',');
+// The Open Inference Protocol carries int64 and uint64 tensor elements (int64_contents) that must
+// stay exact beyond 2^53: its 64-bit fields are bigint. MaaS's own messages keep numbers.
+const BIGINT_PROTOS = new Set(['inference/grpc_predict_v2.proto']);
 
 fs.rmSync(outDir, { recursive: true, force: true });
 fs.mkdirSync(outDir, { recursive: true });
 const protos = listProtos(protoRoot).sort();
-execFileSync(
-  process.execPath,
-  [
-    path.join(protocDir, 'protoc.cjs'),
-    `--plugin=protoc-gen-ts_proto=${plugin}`,
-    `--ts_proto_out=${outDir}`,
-    `--ts_proto_opt=${options}`,
-    `-I${protoRoot}`,
-    `-I${path.join(protocDir, 'include')}`,
-    ...protos,
-  ],
-  { stdio: 'inherit', cwd: root },
-);
+for (const [forceLong, group] of [
+  ['number', protos.filter((p) => !BIGINT_PROTOS.has(p))],
+  ['bigint', protos.filter((p) => BIGINT_PROTOS.has(p))],
+]) {
+  execFileSync(
+    process.execPath,
+    [
+      path.join(protocDir, 'protoc.cjs'),
+      `--plugin=protoc-gen-ts_proto=${plugin}`,
+      `--ts_proto_out=${outDir}`,
+      `--ts_proto_opt=${optionsWith(forceLong)}`,
+      `-I${protoRoot}`,
+      `-I${path.join(protocDir, 'include')}`,
+      ...group,
+    ],
+    { stdio: 'inherit', cwd: root },
+  );
+}
 
 // The descriptors the gateway's server reflection serves: exactly as protoc builds them, for the
 // services the gateway answers, with every file they import (well-known types included). The

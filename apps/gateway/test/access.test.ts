@@ -29,7 +29,7 @@ const RPCS: Array<{ service: 'gateway' | 'registry' | 'kserve'; method: string; 
   { service: 'registry', method: 'deleteAlias', scope: 'admin', request: () => ({ model: 'acl', alias: 'temp' }) },
   { service: 'registry', method: 'archiveVersion', scope: 'admin', request: () => ({ model: 'acl', version: 2 }) },
   { service: 'registry', method: 'deleteModel', scope: 'admin', request: () => ({ name: 'scratch' }) },
-  { service: 'kserve', method: 'modelInfer', scope: 'predict', request: () => ({ modelName: 'acl', modelVersion: '', id: '', parameters: {}, inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], parameters: {}, contents: undefined }], outputs: [], rawInputContents: [Buffer.alloc(16)] }) },
+  { service: 'kserve', method: 'modelInfer', scope: 'predict', request: () => ({ modelName: 'acl', modelVersion: '', id: '', parameters: {}, inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n], parameters: {}, contents: undefined }], outputs: [], rawInputContents: [Buffer.alloc(16)] }) },
   { service: 'kserve', method: 'modelMetadata', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
 ];
 

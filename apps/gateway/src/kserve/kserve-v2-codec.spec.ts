@@ -11,7 +11,7 @@ const noContents = kserve.InferTensorContents.fromPartial({});
 describe('fromModelInferRequest', () => {
   it('packs typed FP32 contents into little-endian raw bytes', () => {
     const request = inferRequest({
-      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 2], parameters: {}, contents: kserve.InferTensorContents.fromPartial({ fp32Contents: [1.5, -2] }) }],
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 2n], parameters: {}, contents: kserve.InferTensorContents.fromPartial({ fp32Contents: [1.5, -2] }) }],
     });
     const predict = fromModelInferRequest(request);
     expect(predict).toMatchObject({ model: 'mlp', version: 0, outputNames: [] });
@@ -24,7 +24,7 @@ describe('fromModelInferRequest', () => {
   it('takes raw_input_contents as they are, one per input', () => {
     const raw = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
     const predict = fromModelInferRequest(
-      inferRequest({ modelVersion: '3', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], parameters: {}, contents: undefined }], rawInputContents: [raw] }),
+      inferRequest({ modelVersion: '3', inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n], parameters: {}, contents: undefined }], rawInputContents: [raw] }),
     );
     expect(predict.version).toBe(3);
     expect(Buffer.from(predict.inputs[0].rawData).equals(raw)).toBe(true);
@@ -38,7 +38,7 @@ describe('fromModelInferRequest', () => {
       return Buffer.concat([len, body]);
     });
     const predict = fromModelInferRequest(
-      inferRequest({ inputs: [{ name: 's', datatype: 'BYTES', shape: [3], parameters: {}, contents: undefined }], rawInputContents: [Buffer.concat(parts)] }),
+      inferRequest({ inputs: [{ name: 's', datatype: 'BYTES', shape: [3n], parameters: {}, contents: undefined }], rawInputContents: [Buffer.concat(parts)] }),
     );
     expect(predict.inputs[0].stringData).toEqual(['hé', '', 'xyz']);
   });
@@ -46,20 +46,20 @@ describe('fromModelInferRequest', () => {
   it.each([
     [{ modelName: '' }, /model_name is empty/],
     [{ modelVersion: 'latest' }, /model version "latest" is not valid/],
-    [{ inputs: [{ name: 'x', datatype: 'BF16', shape: [1], parameters: {} }], rawInputContents: [Buffer.alloc(2)] }, /datatype "BF16" is not supported; expected one of/],
-    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], parameters: {} }], rawInputContents: [] }, /no contents and no raw_input_contents/],
+    [{ inputs: [{ name: 'x', datatype: 'BF16', shape: [1n], parameters: {} }], rawInputContents: [Buffer.alloc(2)] }, /datatype "BF16" is not supported; expected one of/],
+    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [1n], parameters: {} }], rawInputContents: [] }, /no contents and no raw_input_contents/],
     [
-      { inputs: [{ name: 'x', datatype: 'FP32', shape: [2], parameters: {}, contents: kserve.InferTensorContents.fromPartial({ fp32Contents: [1] }) }] },
+      { inputs: [{ name: 'x', datatype: 'FP32', shape: [2n], parameters: {}, contents: kserve.InferTensorContents.fromPartial({ fp32Contents: [1] }) }] },
       /fp32_contents holds 1 elements, expected 2/,
     ],
-    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], parameters: {} }], rawInputContents: [Buffer.alloc(4), Buffer.alloc(4)] }, /expected one per input/],
-    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [-1], parameters: {} }], rawInputContents: [Buffer.alloc(4)] }, /must hold non-negative integers/],
-    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {} }], rawInputContents: [Buffer.from([9, 0, 0, 0, 65])] }, /runs past the end/],
-    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {} }], rawInputContents: [Buffer.from([4, 0, 0, 0, 0xff, 0xfe, 0x00, 0x80])] }, /BYTES element 0 \(4 bytes, starting fffe0080\) is not valid UTF-8/],
-    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1], parameters: {}, contents: { ...noContents, bytesContents: [Buffer.from([0xc3])] } }] }, /BYTES element 0 .* is not valid UTF-8/],
+    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [1n], parameters: {} }], rawInputContents: [Buffer.alloc(4), Buffer.alloc(4)] }, /expected one per input/],
+    [{ inputs: [{ name: 'x', datatype: 'FP32', shape: [-1n], parameters: {} }], rawInputContents: [Buffer.alloc(4)] }, /must hold non-negative integers/],
+    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1n], parameters: {} }], rawInputContents: [Buffer.from([9, 0, 0, 0, 65])] }, /runs past the end/],
+    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1n], parameters: {} }], rawInputContents: [Buffer.from([4, 0, 0, 0, 0xff, 0xfe, 0x00, 0x80])] }, /BYTES element 0 \(4 bytes, starting fffe0080\) is not valid UTF-8/],
+    [{ inputs: [{ name: 's', datatype: 'BYTES', shape: [1n], parameters: {}, contents: { ...noContents, bytesContents: [Buffer.from([0xc3])] } }] }, /BYTES element 0 .* is not valid UTF-8/],
     [{ parameters: { priority: { uint64Param: 1 } } }, /the request: parameter "priority" not supported/],
     [{ outputs: [{ name: 'output', parameters: { classification: { int64Param: 3 } } }] }, /output "output": parameter "classification" not supported/],
-    [{ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1], parameters: {}, contents: { ...noContents, fp32Contents: [1] } }], rawInputContents: [Buffer.alloc(4)] }, /typed contents and the request has raw_input_contents/],
+    [{ inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 1n], parameters: {}, contents: { ...noContents, fp32Contents: [1] } }], rawInputContents: [Buffer.alloc(4)] }, /typed contents and the request has raw_input_contents/],
   ])('rejects %j as INVALID_ARGUMENT', (overrides, message) => {
     expect(() => fromModelInferRequest(inferRequest(overrides as Partial<kserve.ModelInferRequest>))).toThrow(InvalidArgumentError);
     expect(() => fromModelInferRequest(inferRequest(overrides as Partial<kserve.ModelInferRequest>))).toThrow(message);
@@ -78,7 +78,7 @@ describe('toModelInferResponse', () => {
   it('answers raw contents to a typed request, as Triton does', () => {
     const answer = toModelInferResponse(inferRequest({}), response);
     expect(answer).toMatchObject({ modelName: 'mlp', modelVersion: '2', id: 'req-1' });
-    expect(answer.outputs[0]).toMatchObject({ name: 'output', datatype: 'FP32', shape: [1, 3] });
+    expect(answer.outputs[0]).toMatchObject({ name: 'output', datatype: 'FP32', shape: [1n, 3n] });
     expect(answer.outputs[0].contents).toBeUndefined();
     expect(Buffer.from(answer.rawOutputContents[0]).equals(output)).toBe(true);
   });

@@ -39,7 +39,7 @@ export function dtypeOfV2(datatype: string, tensor: string): DataType {
 
 /** Converts V2 tensor metadata from a MaaS signature entry. */
 export function toTensorMetadata(spec: TensorSpec): kserve.ModelMetadataResponse_TensorMetadata {
-  return { name: spec.name, datatype: v2DatatypeOf(spec.dtype), shape: spec.shape };
+  return { name: spec.name, datatype: v2DatatypeOf(spec.dtype), shape: spec.shape.map(BigInt) };
 }
 
 /** Parses the V2 `model_version` string: empty → 0 (server picks), else a positive integer. */
@@ -180,10 +180,10 @@ export function fromModelInferRequest(request: kserve.ModelInferRequest): Predic
     if (raw.length > 0 && hasTypedContents(input.contents)) {
       throw new InvalidArgumentError(`input "${input.name}": has typed contents and the request has raw_input_contents: send every input one way, raw or typed`);
     }
-    const shape = input.shape;
-    if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
-      throw new InvalidArgumentError(`input "${input.name}": shape [${shape.join(',')}] must hold non-negative integers`);
+    if (input.shape.some((d) => d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER))) {
+      throw new InvalidArgumentError(`input "${input.name}": shape [${input.shape.join(',')}] must hold non-negative integers up to 2^53`);
     }
+    const shape = input.shape.map(Number);
     if (raw.length === 0) {
       if (!input.contents) throw new InvalidArgumentError(`input "${input.name}": no contents and no raw_input_contents`);
       return packContents(input.name, dtype, shape, input.contents);
@@ -232,7 +232,7 @@ export function toModelInferResponse(
     outputs: response.outputs.map((output) => ({
       name: output.name,
       datatype: v2DatatypeOf(output.dtype),
-      shape: output.shape,
+      shape: output.shape.map(BigInt),
       parameters: {},
       contents: undefined,
     })),

@@ -83,11 +83,12 @@ class OpenInferenceTensors(unittest.TestCase):
         self.assertEqual(len(answer.outputs[0].contents.int64_contents), 0)
         self.assertEqual(list(struct.unpack("<4q", answer.raw_output_contents[0])), values)
 
-    def test_int64_beyond_2_53_is_exact_through_raw_contents(self):
+    def test_int64_beyond_2_53_is_exact_raw_and_typed(self):
         values = [2**62 + 1, -(2**63), 2**63 - 1, 2**53 + 1]
         request = v2.ModelInferRequest(model_name="oip-int64s", inputs=[v2.ModelInferRequest.InferInputTensor(name="x", datatype="INT64", shape=[2, 2])], raw_input_contents=[struct.pack("<4q", *values)])
-        answer = self.infer(request)
-        self.assertEqual(list(struct.unpack("<4q", answer.raw_output_contents[0])), values)
+        self.assertEqual(list(struct.unpack("<4q", self.infer(request).raw_output_contents[0])), values)
+        typed = v2.ModelInferRequest(model_name="oip-int64s", inputs=[v2.ModelInferRequest.InferInputTensor(name="x", datatype="INT64", shape=[2, 2], contents=v2.InferTensorContents(int64_contents=values))])
+        self.assertEqual(list(struct.unpack("<4q", self.infer(typed).raw_output_contents[0])), values)
 
     def test_bytes_elements_come_back_as_sent(self):
         elements = ["plain".encode(), "é中🙂".encode("utf-8"), b"", "tab\tnew\nline".encode()]

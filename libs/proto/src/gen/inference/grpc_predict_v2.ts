@@ -76,17 +76,17 @@ export interface ModelMetadataResponse {
 export interface ModelMetadataResponse_TensorMetadata {
   name: string;
   datatype: string;
-  shape: number[];
+  shape: bigint[];
 }
 
 /** A parameter value attached to a request, a response or a tensor. */
 export interface InferParameter {
   parameterChoice:
     | { $case: "boolParam"; value: boolean }
-    | { $case: "int64Param"; value: number }
+    | { $case: "int64Param"; value: bigint }
     | { $case: "stringParam"; value: string }
     | { $case: "doubleParam"; value: number }
-    | { $case: "uint64Param"; value: number }
+    | { $case: "uint64Param"; value: bigint }
     | undefined;
 }
 
@@ -98,9 +98,9 @@ export interface InferParameter {
 export interface InferTensorContents {
   boolContents: boolean[];
   intContents: number[];
-  int64Contents: number[];
+  int64Contents: bigint[];
   uintContents: number[];
-  uint64Contents: number[];
+  uint64Contents: bigint[];
   fp32Contents: number[];
   fp64Contents: number[];
   bytesContents: Buffer[];
@@ -124,7 +124,7 @@ export interface ModelInferRequest {
 export interface ModelInferRequest_InferInputTensor {
   name: string;
   datatype: string;
-  shape: number[];
+  shape: bigint[];
   parameters: { [key: string]: InferParameter };
   contents: InferTensorContents | undefined;
 }
@@ -162,7 +162,7 @@ export interface ModelInferResponse {
 export interface ModelInferResponse_InferOutputTensor {
   name: string;
   datatype: string;
-  shape: number[];
+  shape: bigint[];
   parameters: { [key: string]: InferParameter };
   contents: InferTensorContents | undefined;
 }
@@ -959,6 +959,9 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
     if (message.shape.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.shape) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field shape of type int64 is too large");
+        }
         writer.int64(v);
       }
       writer.join();
@@ -997,7 +1000,7 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
           }
           case 3: {
             if (tag === 24) {
-              message.shape.push(longToNumber(reader.int64()));
+              message.shape.push(reader.int64() as bigint);
 
               continue;
             }
@@ -1005,7 +1008,7 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.shape.push(longToNumber(reader.int64()));
+                message.shape.push(reader.int64() as bigint);
               }
 
               continue;
@@ -1029,7 +1032,7 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       datatype: isSet(object.datatype) ? globalThis.String(object.datatype) : "",
-      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => globalThis.Number(e)) : [],
+      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => BigInt(e)) : [],
     };
   },
 
@@ -1042,7 +1045,7 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
       obj.datatype = message.datatype;
     }
     if (message.shape?.length) {
-      obj.shape = message.shape.map((e) => Math.round(e));
+      obj.shape = message.shape.map((e) => e.toString());
     }
     return obj;
   },
@@ -1054,7 +1057,7 @@ export const ModelMetadataResponse_TensorMetadata: MessageFns<ModelMetadataRespo
     const message = createBaseModelMetadataResponse_TensorMetadata();
     message.name = object.name ?? "";
     message.datatype = object.datatype ?? "";
-    message.shape = object.shape?.map((e) => e) || [];
+    message.shape = object.shape?.map((e) => BigInt(e)) || [];
     return message;
   },
 };
@@ -1070,6 +1073,9 @@ export const InferParameter: MessageFns<InferParameter> = {
         writer.uint32(8).bool(message.parameterChoice.value);
         break;
       case "int64Param":
+        if (BigInt.asIntN(64, message.parameterChoice.value) !== message.parameterChoice.value) {
+          throw new globalThis.Error("value provided for field message.parameterChoice.value of type int64 too large");
+        }
         writer.uint32(16).int64(message.parameterChoice.value);
         break;
       case "stringParam":
@@ -1079,6 +1085,9 @@ export const InferParameter: MessageFns<InferParameter> = {
         writer.uint32(33).double(message.parameterChoice.value);
         break;
       case "uint64Param":
+        if (BigInt.asUintN(64, message.parameterChoice.value) !== message.parameterChoice.value) {
+          throw new globalThis.Error("value provided for field message.parameterChoice.value of type uint64 too large");
+        }
         writer.uint32(40).uint64(message.parameterChoice.value);
         break;
     }
@@ -1111,7 +1120,7 @@ export const InferParameter: MessageFns<InferParameter> = {
               break;
             }
 
-            message.parameterChoice = { $case: "int64Param", value: longToNumber(reader.int64()) };
+            message.parameterChoice = { $case: "int64Param", value: reader.int64() as bigint };
             continue;
           }
           case 3: {
@@ -1135,7 +1144,7 @@ export const InferParameter: MessageFns<InferParameter> = {
               break;
             }
 
-            message.parameterChoice = { $case: "uint64Param", value: longToNumber(reader.uint64()) };
+            message.parameterChoice = { $case: "uint64Param", value: reader.uint64() as bigint };
             continue;
           }
         }
@@ -1157,9 +1166,9 @@ export const InferParameter: MessageFns<InferParameter> = {
         : isSet(object.bool_param)
         ? { $case: "boolParam", value: globalThis.Boolean(object.bool_param) }
         : isSet(object.int64Param)
-        ? { $case: "int64Param", value: globalThis.Number(object.int64Param) }
+        ? { $case: "int64Param", value: BigInt(object.int64Param) }
         : isSet(object.int64_param)
-        ? { $case: "int64Param", value: globalThis.Number(object.int64_param) }
+        ? { $case: "int64Param", value: BigInt(object.int64_param) }
         : isSet(object.stringParam)
         ? { $case: "stringParam", value: globalThis.String(object.stringParam) }
         : isSet(object.string_param)
@@ -1169,9 +1178,9 @@ export const InferParameter: MessageFns<InferParameter> = {
         : isSet(object.double_param)
         ? { $case: "doubleParam", value: globalThis.Number(object.double_param) }
         : isSet(object.uint64Param)
-        ? { $case: "uint64Param", value: globalThis.Number(object.uint64Param) }
+        ? { $case: "uint64Param", value: BigInt(object.uint64Param) }
         : isSet(object.uint64_param)
-        ? { $case: "uint64Param", value: globalThis.Number(object.uint64_param) }
+        ? { $case: "uint64Param", value: BigInt(object.uint64_param) }
         : undefined,
     };
   },
@@ -1181,13 +1190,13 @@ export const InferParameter: MessageFns<InferParameter> = {
     if (message.parameterChoice?.$case === "boolParam") {
       obj.boolParam = message.parameterChoice.value;
     } else if (message.parameterChoice?.$case === "int64Param") {
-      obj.int64Param = Math.round(message.parameterChoice.value);
+      obj.int64Param = message.parameterChoice.value.toString();
     } else if (message.parameterChoice?.$case === "stringParam") {
       obj.stringParam = message.parameterChoice.value;
     } else if (message.parameterChoice?.$case === "doubleParam") {
       obj.doubleParam = floatToJson(message.parameterChoice.value);
     } else if (message.parameterChoice?.$case === "uint64Param") {
-      obj.uint64Param = Math.round(message.parameterChoice.value);
+      obj.uint64Param = message.parameterChoice.value.toString();
     }
     return obj;
   },
@@ -1206,7 +1215,7 @@ export const InferParameter: MessageFns<InferParameter> = {
       }
       case "int64Param": {
         if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
-          message.parameterChoice = { $case: "int64Param", value: object.parameterChoice.value };
+          message.parameterChoice = { $case: "int64Param", value: BigInt(object.parameterChoice.value) };
         }
         break;
       }
@@ -1224,7 +1233,7 @@ export const InferParameter: MessageFns<InferParameter> = {
       }
       case "uint64Param": {
         if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
-          message.parameterChoice = { $case: "uint64Param", value: object.parameterChoice.value };
+          message.parameterChoice = { $case: "uint64Param", value: BigInt(object.parameterChoice.value) };
         }
         break;
       }
@@ -1265,6 +1274,9 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
     if (message.int64Contents.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.int64Contents) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field int64Contents of type int64 is too large");
+        }
         writer.int64(v);
       }
       writer.join();
@@ -1279,6 +1291,9 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
     if (message.uint64Contents.length !== 0) {
       writer.uint32(42).fork();
       for (const v of message.uint64Contents) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field uint64Contents of type uint64 is too large");
+        }
         writer.uint64(v);
       }
       writer.join();
@@ -1354,7 +1369,7 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
           }
           case 3: {
             if (tag === 24) {
-              message.int64Contents.push(longToNumber(reader.int64()));
+              message.int64Contents.push(reader.int64() as bigint);
 
               continue;
             }
@@ -1362,7 +1377,7 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.int64Contents.push(longToNumber(reader.int64()));
+                message.int64Contents.push(reader.int64() as bigint);
               }
 
               continue;
@@ -1390,7 +1405,7 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
           }
           case 5: {
             if (tag === 40) {
-              message.uint64Contents.push(longToNumber(reader.uint64()));
+              message.uint64Contents.push(reader.uint64() as bigint);
 
               continue;
             }
@@ -1398,7 +1413,7 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
             if (tag === 42) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.uint64Contents.push(longToNumber(reader.uint64()));
+                message.uint64Contents.push(reader.uint64() as bigint);
               }
 
               continue;
@@ -1475,9 +1490,9 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
         ? object.int_contents.map((e: any) => globalThis.Number(e))
         : [],
       int64Contents: globalThis.Array.isArray(object?.int64Contents)
-        ? object.int64Contents.map((e: any) => globalThis.Number(e))
+        ? object.int64Contents.map((e: any) => BigInt(e))
         : globalThis.Array.isArray(object?.int64_contents)
-        ? object.int64_contents.map((e: any) => globalThis.Number(e))
+        ? object.int64_contents.map((e: any) => BigInt(e))
         : [],
       uintContents: globalThis.Array.isArray(object?.uintContents)
         ? object.uintContents.map((e: any) => globalThis.Number(e))
@@ -1485,9 +1500,9 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
         ? object.uint_contents.map((e: any) => globalThis.Number(e))
         : [],
       uint64Contents: globalThis.Array.isArray(object?.uint64Contents)
-        ? object.uint64Contents.map((e: any) => globalThis.Number(e))
+        ? object.uint64Contents.map((e: any) => BigInt(e))
         : globalThis.Array.isArray(object?.uint64_contents)
-        ? object.uint64_contents.map((e: any) => globalThis.Number(e))
+        ? object.uint64_contents.map((e: any) => BigInt(e))
         : [],
       fp32Contents: globalThis.Array.isArray(object?.fp32Contents)
         ? object.fp32Contents.map((e: any) => globalThis.Number(e))
@@ -1516,13 +1531,13 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
       obj.intContents = message.intContents.map((e) => Math.round(e));
     }
     if (message.int64Contents?.length) {
-      obj.int64Contents = message.int64Contents.map((e) => Math.round(e));
+      obj.int64Contents = message.int64Contents.map((e) => e.toString());
     }
     if (message.uintContents?.length) {
       obj.uintContents = message.uintContents.map((e) => Math.round(e));
     }
     if (message.uint64Contents?.length) {
-      obj.uint64Contents = message.uint64Contents.map((e) => Math.round(e));
+      obj.uint64Contents = message.uint64Contents.map((e) => e.toString());
     }
     if (message.fp32Contents?.length) {
       obj.fp32Contents = message.fp32Contents.map((e) => floatToJson(e));
@@ -1543,9 +1558,9 @@ export const InferTensorContents: MessageFns<InferTensorContents> = {
     const message = createBaseInferTensorContents();
     message.boolContents = object.boolContents?.map((e) => e) || [];
     message.intContents = object.intContents?.map((e) => e) || [];
-    message.int64Contents = object.int64Contents?.map((e) => e) || [];
+    message.int64Contents = object.int64Contents?.map((e) => BigInt(e)) || [];
     message.uintContents = object.uintContents?.map((e) => e) || [];
-    message.uint64Contents = object.uint64Contents?.map((e) => e) || [];
+    message.uint64Contents = object.uint64Contents?.map((e) => BigInt(e)) || [];
     message.fp32Contents = object.fp32Contents?.map((e) => e) || [];
     message.fp64Contents = object.fp64Contents?.map((e) => e) || [];
     message.bytesContents = object.bytesContents?.map((e) => e) || [];
@@ -1779,6 +1794,9 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
     if (message.shape.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.shape) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field shape of type int64 is too large");
+        }
         writer.int64(v);
       }
       writer.join();
@@ -1824,7 +1842,7 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
           }
           case 3: {
             if (tag === 24) {
-              message.shape.push(longToNumber(reader.int64()));
+              message.shape.push(reader.int64() as bigint);
 
               continue;
             }
@@ -1832,7 +1850,7 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.shape.push(longToNumber(reader.int64()));
+                message.shape.push(reader.int64() as bigint);
               }
 
               continue;
@@ -1875,7 +1893,7 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       datatype: isSet(object.datatype) ? globalThis.String(object.datatype) : "",
-      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => globalThis.Number(e)) : [],
+      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => BigInt(e)) : [],
       parameters: isObject(object.parameters)
         ? (globalThis.Object.entries(object.parameters) as [string, any][]).reduce(
           (acc: { [key: string]: InferParameter }, [key, value]: [string, any]) => {
@@ -1903,7 +1921,7 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
       obj.datatype = message.datatype;
     }
     if (message.shape?.length) {
-      obj.shape = message.shape.map((e) => Math.round(e));
+      obj.shape = message.shape.map((e) => e.toString());
     }
     if (message.parameters) {
       const entries = globalThis.Object.entries(message.parameters) as [string, InferParameter][];
@@ -1927,7 +1945,7 @@ export const ModelInferRequest_InferInputTensor: MessageFns<ModelInferRequest_In
     const message = createBaseModelInferRequest_InferInputTensor();
     message.name = object.name ?? "";
     message.datatype = object.datatype ?? "";
-    message.shape = object.shape?.map((e) => e) || [];
+    message.shape = object.shape?.map((e) => BigInt(e)) || [];
     message.parameters = (globalThis.Object.entries(object.parameters ?? {}) as [string, InferParameter][]).reduce(
       (acc: { [key: string]: InferParameter }, [key, value]: [string, InferParameter]) => {
         if (value !== undefined) {
@@ -2559,6 +2577,9 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
     if (message.shape.length !== 0) {
       writer.uint32(26).fork();
       for (const v of message.shape) {
+        if (BigInt.asIntN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field shape of type int64 is too large");
+        }
         writer.int64(v);
       }
       writer.join();
@@ -2604,7 +2625,7 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
           }
           case 3: {
             if (tag === 24) {
-              message.shape.push(longToNumber(reader.int64()));
+              message.shape.push(reader.int64() as bigint);
 
               continue;
             }
@@ -2612,7 +2633,7 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
             if (tag === 26) {
               const end2 = reader.uint32() + reader.pos;
               while (reader.pos < end2) {
-                message.shape.push(longToNumber(reader.int64()));
+                message.shape.push(reader.int64() as bigint);
               }
 
               continue;
@@ -2655,7 +2676,7 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       datatype: isSet(object.datatype) ? globalThis.String(object.datatype) : "",
-      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => globalThis.Number(e)) : [],
+      shape: globalThis.Array.isArray(object?.shape) ? object.shape.map((e: any) => BigInt(e)) : [],
       parameters: isObject(object.parameters)
         ? (globalThis.Object.entries(object.parameters) as [string, any][]).reduce(
           (acc: { [key: string]: InferParameter }, [key, value]: [string, any]) => {
@@ -2683,7 +2704,7 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
       obj.datatype = message.datatype;
     }
     if (message.shape?.length) {
-      obj.shape = message.shape.map((e) => Math.round(e));
+      obj.shape = message.shape.map((e) => e.toString());
     }
     if (message.parameters) {
       const entries = globalThis.Object.entries(message.parameters) as [string, InferParameter][];
@@ -2707,7 +2728,7 @@ export const ModelInferResponse_InferOutputTensor: MessageFns<ModelInferResponse
     const message = createBaseModelInferResponse_InferOutputTensor();
     message.name = object.name ?? "";
     message.datatype = object.datatype ?? "";
-    message.shape = object.shape?.map((e) => e) || [];
+    message.shape = object.shape?.map((e) => BigInt(e)) || [];
     message.parameters = (globalThis.Object.entries(object.parameters ?? {}) as [string, InferParameter][]).reduce(
       (acc: { [key: string]: InferParameter }, [key, value]: [string, InferParameter]) => {
         if (value !== undefined) {
@@ -3110,25 +3131,14 @@ function floatToJson(value: number | null | undefined): number | string | null |
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
-type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
-type DeepPartial<T> = T extends Builtin ? T
-  : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
-
-function longToNumber(int64: { toString(): string }): number {
-  const num = globalThis.Number(int64.toString());
-  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
-  }
-  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
-  }
-  return num;
-}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;
