@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { BUFFER_MALLOC_ENV } from '@maas/config';
 
 /** The repository root (apps/cli/src → ../../..). */
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
@@ -115,7 +116,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
     const registry = await startServiceProcess({
       name: 'registry',
       entry: 'apps/registry/src/main.ts',
-      env: { REGISTRY_PORT: String(options.ports.registry), REGISTRY_DATA_DIR: join(options.dataDir, 'registry') },
+      env: { ...BUFFER_MALLOC_ENV, REGISTRY_PORT: String(options.ports.registry), REGISTRY_DATA_DIR: join(options.dataDir, 'registry') },
       log: options.log,
     });
     started.push(registry);
@@ -140,6 +141,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
       name: 'gateway',
       entry: 'apps/gateway/src/main.ts',
       env: {
+        ...BUFFER_MALLOC_ENV,
         GATEWAY_PORT: String(options.ports.gateway),
         GATEWAY_AUTH: process.env.GATEWAY_AUTH || 'off',
         INFERENCE_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),

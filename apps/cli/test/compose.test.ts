@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { BUFFER_MALLOC_ENV } from '@maas/config';
 import { REPO_ROOT } from '@maas/testing';
 import { gatewayConfigSchema } from '../../gateway/src/config';
 import { inferenceConfigSchema } from '../../inference/src/config';
@@ -57,7 +58,8 @@ if (!available) {
     for (const [name, service] of Object.entries(services)) {
       const entry = service.command?.[0];
       if (!entry || !schemas[entry]) continue;
-      const known = new Set(Object.values(schemas[entry]).map((f) => f.env));
+      // What the service's config reads, and for the gateway and the registry the C library's malloc settings (BUFFER_MALLOC_ENV).
+      const known = new Set([...Object.values(schemas[entry]).map((f) => f.env), ...(/gateway|registry/.test(entry) ? Object.keys(BUFFER_MALLOC_ENV) : [])]);
       for (const [key, value] of Object.entries(service.environment ?? {})) {
         expect({ service: name, variable: key, known: known.has(key) }).toEqual({ service: name, variable: key, known: true });
         (seen[key] ??= new Set()).add(String(value));
@@ -67,6 +69,7 @@ if (!available) {
       if (known.has('REDIS_URL')) expect(service.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379' });
     }
     expect([...seen.REGISTRY_ADDRESS]).toEqual(['registry:50051']);
+    for (const name of ['gateway', 'registry']) expect(services[name].environment).toMatchObject(BUFFER_MALLOC_ENV);
     expect(services['inference-1'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-1:50061');
     expect(services['inference-2'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-2:50061');
     expect(services.registry.environment?.REGISTRY_ADVERTISE_ADDRESS).toBe(`registry:${services.registry.environment?.REGISTRY_PORT}`);

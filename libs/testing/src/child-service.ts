@@ -3,6 +3,7 @@ import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { waitFor } from './wait-for';
+import { BUFFER_MALLOC_ENV } from '@maas/config';
 
 /** The repository root, two levels above `libs/testing/src`. */
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
@@ -143,7 +144,9 @@ export interface TestService {
  * its own process and waits for its `listening` log line.
  */
 export async function startService(name: string, entry: string, env: Record<string, string>, options: { logFile?: string } = {}): Promise<TestService> {
-  const child = await startChild({ entry, env, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
+  // The gateway and the registry run with the malloc settings compose and `maas dev` give them.
+  const malloc = /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) ? BUFFER_MALLOC_ENV : {};
+  const child = await startChild({ entry, env: { ...malloc, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
   const ready = child.lines.find((l) => l.json?.msg === 'listening')!.json!;
   const port = ready.port as number;
   return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined };
