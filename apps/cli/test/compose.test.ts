@@ -1,6 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUFFER_MALLOC_ENV } from '@maas/config';
+import { SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY } from '@maas/discovery';
 import { REPO_ROOT } from '@maas/testing';
 import { gatewayConfigSchema } from '../../gateway/src/config';
 import { inferenceConfigSchema } from '../../inference/src/config';
@@ -11,6 +13,8 @@ const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status
 
 interface ComposeService {
   command?: string[];
+  ports?: Array<string | { host_ip?: string; published?: string | number }>;
+  stop_grace_period?: string;
   environment?: Record<string, string | null>;
   healthcheck?: { test: string[] };
   volumes?: string[];
@@ -36,6 +40,24 @@ if (!available) {
 }
 
 (available ? describe : describe.skip)('docker-compose.yml', () => {
+  it('runs as it would: drains fit the stop grace, Consul on loopback only, light healthchecks, Prometheus targets from Consul', () => {
+    const { services } = resolvedCompose();
+    const seconds = (text = '') => Number(/^(\d+)s$/.exec(text)?.[1] ?? 0);
+    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway']) {
+      expect({ name, grace: seconds(services[name].stop_grace_period) > inferenceConfigSchema.drainTimeoutMs.default / 1000 }).toEqual({ name, grace: true });
+      // One small node process per probe: no CLI, no tsx, no onnxruntime.
+      expect(services[name].healthcheck?.test.join(' ')).toMatch(/^CMD node -e .*\/healthz/);
+    }
+    expect(JSON.stringify(services.consul.ports)).toContain('127.0.0.1');
+    const prometheus = JSON.parse(
+      execFileSync('/usr/bin/python3', ['-c', 'import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))'], { input: readFileSync(join(REPO_ROOT, 'deploy/prometheus.yml'), 'utf8'), encoding: 'utf8' }),
+    ) as { scrape_configs: Array<{ consul_sd_configs?: Array<{ server: string; services: string[] }>; relabel_configs?: Array<{ source_labels?: string[] }> }> };
+    const job = prometheus.scrape_configs[0];
+    expect(job.consul_sd_configs?.[0]).toMatchObject({ server: 'consul:8500' });
+    expect([...job.consul_sd_configs![0].services].sort()).toEqual([SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY].sort());
+    expect(JSON.stringify(job.relabel_configs)).toContain('__meta_consul_service_metadata_metrics_port');
+  });
+
   it('passes docker-compose config validation', () => {
     const result = spawnSync('docker-compose', ['-f', composeFile, 'config', '-q'], { encoding: 'utf8' });
     expect(result.stderr).toBe('');
