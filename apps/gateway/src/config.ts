@@ -59,6 +59,12 @@ export const gatewayConfigSchema = {
     parse: parse.integer({ min: 1 }),
     doc: 'How long a slow node gets no traffic while others can take it; then it is tried afresh.',
   },
+  emptyDiscoveryGraceMs: {
+    env: 'GATEWAY_EMPTY_DISCOVERY_GRACE_MS',
+    default: 30_000,
+    parse: parse.integer({ min: 0 }),
+    doc: 'When Consul suddenly lists no inference node (an agent that lost its registrations), the known nodes stay this long while they register again; nodes really gone fail their calls and are ejected meanwhile. 0: believe it at once.',
+  },
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewayConfigSchema>;

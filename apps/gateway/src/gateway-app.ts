@@ -40,6 +40,8 @@ export interface GatewayDeps {
   registrar?: Registrar;
   /** Replaces the discovery built from the config. */
   discovery?: Discovery;
+  /** Consul ACL token for discovery (CONSUL_HTTP_TOKEN or its file, read by main). */
+  consulToken?: string;
 }
 
 /** A running gateway. */
@@ -94,6 +96,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     deps.discovery ??
     createDiscovery({
       consulAddress: config.consulAddress || undefined,
+      consulToken: deps.consulToken,
       static: { [SERVICE_INFERENCE]: config.inferenceNodes, [SERVICE_REGISTRY]: [config.registryAddress] },
       logger,
     });
@@ -112,7 +115,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.auth === 'off') logger.warn('API-key auth is OFF (GATEWAY_AUTH=off): every caller may predict and change models; use only on loopback');
   else if (keys.length === 0) logger.warn('API-key auth is on but no keys are configured: every call will be refused with UNAUTHENTICATED');
 
-  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, credentials: internalCredentials, logger });
+  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, credentials: internalCredentials, emptyGraceMs: config.emptyDiscoveryGraceMs, logger });
   const router = new PredictRouter(pool, new VersionResolver(() => registry.current, cache), {
     homeNodes: config.homeNodes,
     defaultTimeoutMs: config.defaultTimeoutMs,
@@ -182,7 +185,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
   const id = `gateway-${advertised.host}-${advertised.port}`;
-  await deps.registrar?.register({ name: SERVICE_GATEWAY, id, address: advertised.host, port: advertised.port, check: { tls: tlsEnabled(tls) } });
+  await deps.registrar?.register({ name: SERVICE_GATEWAY, id, address: advertised.host, port: advertised.port, advertiseVariable: 'GATEWAY_ADVERTISE_ADDRESS', meta: metrics ? { metrics_port: String(metrics.port) } : {}, check: { tls: tlsEnabled(tls) } });
   return {
     port,
     address: `${config.host}:${port}`,

@@ -1,4 +1,4 @@
-import { ConfigError } from '@maas/config';
+import { ConfigError, consulTokenOf } from '@maas/config';
 import { createRegistrar } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter } from '@maas/rpc';
@@ -8,8 +8,10 @@ import { startGateway } from './gateway-app';
 /** Composition root of the gateway process: config → app → signals. */
 async function main(): Promise<void> {
   let config;
+  let consulToken: string | undefined;
   try {
     config = loadGatewayConfig(process.env);
+    consulToken = consulTokenOf(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`gateway: ${err.message}\n`);
@@ -19,8 +21,8 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
-  const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, logger }) : undefined;
-  const app = await startGateway(config, { logger, registrar });
+  const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, consulToken, logger }) : undefined;
+  const app = await startGateway(config, { logger, registrar, consulToken });
   logger.info(
     {
       address: app.address,

@@ -28,12 +28,43 @@ export class NodePool {
   private readonly nodes = new Map<string, NodeHandle>();
   private readonly unsubscribe: () => void;
   private changes = 0;
+  /** While discovery's empty answer is not yet believed (see emptyGraceMs). */
+  private emptyTimer?: NodeJS.Timeout;
 
   constructor(
     discovery: Discovery,
-    private readonly options: { credentials?: ChannelCredentials; maxMessageBytes?: number; ejectMs?: number; logger?: Logger } = {},
+    private readonly options: {
+      credentials?: ChannelCredentials;
+      maxMessageBytes?: number;
+      ejectMs?: number;
+      /**
+       * How long the nodes stay when discovery suddenly says there are none,
+       * in ms: a Consul agent that lost its registrations answers "no healthy
+       * instance" until the nodes have registered again and passed a check.
+       * Nodes that really are gone fail their calls and are ejected meanwhile.
+       * 0: believe it at once. @default 30000
+       */
+      emptyGraceMs?: number;
+      logger?: Logger;
+    } = {},
   ) {
-    this.unsubscribe = discovery.watch(SERVICE_INFERENCE, (instances) => this.update(instances));
+    this.unsubscribe = discovery.watch(SERVICE_INFERENCE, (instances) => this.onDiscovery(instances));
+  }
+
+  private onDiscovery(instances: ServiceInstance[]): void {
+    const grace = this.options.emptyGraceMs ?? 30_000;
+    if (instances.length > 0 || this.nodes.size === 0 || grace <= 0) {
+      clearTimeout(this.emptyTimer);
+      this.emptyTimer = undefined;
+      return this.update(instances);
+    }
+    if (this.emptyTimer) return;
+    this.options.logger?.warn({ kept: [...this.nodes.keys()], graceMs: grace }, 'discovery lists no inference node; keeping the known ones while they register again');
+    this.emptyTimer = setTimeout(() => {
+      this.emptyTimer = undefined;
+      this.update([]);
+    }, grace);
+    this.emptyTimer.unref();
   }
 
   /** Healthy nodes by id, including ejected ones. */
@@ -64,6 +95,7 @@ export class NodePool {
   }
 
   async shutdown(): Promise<void> {
+    clearTimeout(this.emptyTimer);
     this.unsubscribe();
     for (const node of this.nodes.values()) node.client.close();
     this.nodes.clear();

@@ -6,6 +6,8 @@ import { commonConfig, loadConfig, parse, type ConfigOf } from '@maas/config';
 export const inferenceConfigSchema = {
   logLevel: commonConfig.logLevel,
   consulAddress: commonConfig.consulAddress,
+  consulToken: commonConfig.consulToken,
+  consulTokenFile: commonConfig.consulTokenFile,
   redisUrl: commonConfig.redisUrl,
   metricsPort: commonConfig.metricsPort,
   tlsCertFile: commonConfig.tlsCertFile,

@@ -78,6 +78,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
       id: nodeId,
       address: advertised.host,
       port: advertised.port,
+      advertiseVariable: 'INFERENCE_ADVERTISE_ADDRESS',
       tags: config.tags,
       meta: { node_id: nodeId, capacity_bytes: String(config.memoryBudgetBytes), ...(metrics ? { metrics_port: String(metrics.port) } : {}) },
       check: { deregisterCriticalAfterSeconds: 60, tls: tlsEnabled(tls) },

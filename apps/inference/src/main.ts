@@ -1,4 +1,4 @@
-import { ConfigError } from '@maas/config';
+import { ConfigError, consulTokenOf } from '@maas/config';
 import { createRegistrar } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter } from '@maas/rpc';
@@ -8,8 +8,10 @@ import { startInferenceNode } from './inference-app';
 /** Composition root of an inference node process: config → node → signals. */
 async function main(): Promise<void> {
   let config;
+  let consulToken: string | undefined;
   try {
     config = loadInferenceConfig(process.env);
+    consulToken = consulTokenOf(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`inference: ${err.message}\n`);
@@ -19,7 +21,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ name: 'inference', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
-  const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, logger }) : undefined;
+  const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, consulToken, logger }) : undefined;
   const node = await startInferenceNode(config, { logger, registrar });
   logger.info({ address: node.address, port: node.port, nodeId: node.nodeId, metricsPort: node.metricsPort, registry: config.registryAddress }, 'listening');
   let stopping = false;

@@ -29,11 +29,12 @@ describe('inference node registration in Consul', () => {
     await waitFor(() => consul.services().get('node-1') !== undefined);
     expect(consul.services().get('node-1')).toMatchObject({ name: SERVICE_INFERENCE, port: f.node.port, tags: ['cpu'] });
     expect(consul.services().get('node-1')!.meta).toMatchObject({ node_id: 'node-1', capacity_bytes: String(2 * 1024 ** 3) });
-    await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 1, { description: 'node to pass its health check' });
+    // Its check starts critical and first runs within one interval (5 s), as in Consul.
+    await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 1, { description: 'node to pass its health check', timeoutMs: 15_000 });
 
+    // Consul's next gRPC check run (every 5 s) finds it NOT_SERVING.
     f.node.server.setServing(false);
-    consul.setCheckStatus('node-1', 'critical'); // what the next check run will find
-    await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 0, { description: 'node to drop out' });
+    await waitFor(() => discovery.instances(SERVICE_INFERENCE).length === 0, { description: 'node to drop out', timeoutMs: 15_000 });
 
     await f.stop();
     f = undefined;

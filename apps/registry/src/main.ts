@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { ConfigError } from '@maas/config';
+import { ConfigError, consulTokenOf } from '@maas/config';
 import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter, tlsEnabled, tlsFilesOf } from '@maas/rpc';
@@ -9,8 +9,10 @@ import { startRegistry } from './registry-app';
 /** Composition root of the registry process: config → app → signals. */
 async function main(): Promise<void> {
   let config;
+  let consulToken: string | undefined;
   try {
     config = loadRegistryConfig(process.env);
+    consulToken = consulTokenOf(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`registry: ${err.message}\n`);
@@ -25,10 +27,10 @@ async function main(): Promise<void> {
     { address: app.address, port: app.port, metricsPort: app.metricsPort, dataDir: config.dataDir, host: hostname() },
     'listening',
   );
-  const registrar = createRegistrar({ consulAddress: config.consulAddress || undefined, logger });
+  const registrar = createRegistrar({ consulAddress: config.consulAddress || undefined, consulToken, logger });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port: app.port };
   const id = `registry-${hostname()}-${advertised.port}`;
-  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, check: { tls: tlsEnabled(tlsFilesOf(config)) } });
+  await registrar.register({ name: SERVICE_REGISTRY, id, address: advertised.host, port: advertised.port, advertiseVariable: 'REGISTRY_ADVERTISE_ADDRESS', meta: app.metricsPort ? { metrics_port: String(app.metricsPort) } : {}, check: { tls: tlsEnabled(tlsFilesOf(config)) } });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,4 +1,5 @@
-import type { ConfigField } from './config-schema';
+import { readFileSync } from 'node:fs';
+import { ConfigError, type ConfigField } from './config-schema';
 import * as parse from './parsers';
 
 /** Accepts `host:port` or an http(s) URL, as Consul's own CONSUL_HTTP_ADDR does. */
@@ -36,6 +37,20 @@ export const commonConfig = {
     default: '',
     parse: consulAddress,
     doc: 'Consul agent (host:port or http URL) to register in and discover through; unset: static addresses.',
+  } satisfies ConfigField<string>,
+  /** ACL token for every Consul call, as Consul's own tools read it. */
+  consulToken: {
+    env: 'CONSUL_HTTP_TOKEN',
+    default: '',
+    parse: (raw: string) => raw.trim(),
+    doc: 'ACL token sent as X-Consul-Token on every Consul call (needs service:write on the MaaS services and service:read / node:read to discover); unset: anonymous.',
+  } satisfies ConfigField<string>,
+  /** A file holding the ACL token, read at start-up; CONSUL_HTTP_TOKEN wins when both are set. */
+  consulTokenFile: {
+    env: 'CONSUL_HTTP_TOKEN_FILE',
+    default: '',
+    parse: (raw: string) => raw,
+    doc: 'File holding the Consul ACL token (a mounted secret), read at start-up; CONSUL_HTTP_TOKEN wins when both are set.',
   } satisfies ConfigField<string>,
   /** TLS of the service's gRPC server and of its calls to other services. */
   tlsCertFile: {
@@ -84,3 +99,21 @@ export const commonConfig = {
  * process starter too.
  */
 export const BUFFER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_ARENA_MAX: '2' };
+
+/**
+ * The Consul ACL token a service uses: CONSUL_HTTP_TOKEN, else the contents of
+ * CONSUL_HTTP_TOKEN_FILE (trimmed), else none. A token file that cannot be read
+ * or is empty is a {@link ConfigError} naming it, not an anonymous start.
+ */
+export function consulTokenOf(config: { consulToken: string; consulTokenFile: string }): string | undefined {
+  if (config.consulToken) return config.consulToken;
+  if (!config.consulTokenFile) return undefined;
+  let token: string;
+  try {
+    token = readFileSync(config.consulTokenFile, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError('CONSUL_HTTP_TOKEN_FILE', `CONSUL_HTTP_TOKEN_FILE ${config.consulTokenFile} cannot be read: ${(err as Error).message}`);
+  }
+  if (!token) throw new ConfigError('CONSUL_HTTP_TOKEN_FILE', `CONSUL_HTTP_TOKEN_FILE ${config.consulTokenFile} is empty: expected a Consul ACL token`);
+  return token;
+}

@@ -52,14 +52,24 @@ type BlockingHealthQuery = (options: {
 export class ConsulClient {
   private readonly consul: Consul;
 
-  /** @param address `host:port` or `http(s)://host:port`. */
-  constructor(address: string) {
+  /**
+   * @param address `host:port` or `http(s)://host:port`.
+   * @param options.token ACL token sent as `X-Consul-Token` on every call (CONSUL_HTTP_TOKEN).
+   */
+  constructor(address: string, options: { token?: string } = {}) {
     const url = new URL(/^https?:\/\//.test(address) ? address : `http://${address}`);
     this.consul = new Consul({
       host: url.hostname,
       port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
       secure: url.protocol === 'https:',
+      ...(options.token ? { defaults: { token: options.token } } : {}),
     });
+  }
+
+  /** IDs of the services the agent has registered (`/v1/agent/services`). */
+  async registeredIds(): Promise<Set<string>> {
+    const services = (await this.consul.agent.service.list()) as Record<string, unknown>;
+    return new Set(Object.keys(services ?? {}));
   }
 
   /**

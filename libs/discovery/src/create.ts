@@ -5,13 +5,13 @@ import { StaticDiscovery } from './discovery-static';
 import { ConsulRegistrar, NoopRegistrar, type Registrar } from './registrar';
 
 /** Consul when `consulAddress` is set, else the static lists. */
-export function createDiscovery(options: { consulAddress?: string; static?: Record<string, string[]>; waitSeconds?: number; logger?: Logger }): Discovery {
+export function createDiscovery(options: { consulAddress?: string; consulToken?: string; static?: Record<string, string[]>; waitSeconds?: number; logger?: Logger }): Discovery {
   return options.consulAddress
-    ? new ConsulDiscovery({ address: options.consulAddress, waitSeconds: options.waitSeconds, logger: options.logger })
+    ? new ConsulDiscovery({ address: options.consulAddress, token: options.consulToken, waitSeconds: options.waitSeconds, logger: options.logger })
     : new StaticDiscovery(options.static ?? {});
 }
 
 /** Consul when `consulAddress` is set, else a registrar that does nothing. */
-export function createRegistrar(options: { consulAddress?: string; logger?: Logger }): Registrar {
-  return options.consulAddress ? new ConsulRegistrar(options.consulAddress, options.logger) : new NoopRegistrar();
+export function createRegistrar(options: { consulAddress?: string; consulToken?: string; logger?: Logger }): Registrar {
+  return options.consulAddress ? new ConsulRegistrar(options.consulAddress, { token: options.consulToken, logger: options.logger }) : new NoopRegistrar();
 }

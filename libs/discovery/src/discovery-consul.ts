@@ -13,7 +13,25 @@ export interface ConsulDiscoveryOptions {
   minBackoffMs?: number;
   /** Longest retry delay. @default 5000 */
   maxBackoffMs?: number;
+  /** ACL token (CONSUL_HTTP_TOKEN). */
+  token?: string;
+  /** Queries per second the watch loop of one service may make at most, sustained (in bursts of 3). @default 10 */
+  maxQueriesPerSecond?: number;
   logger?: Logger;
+}
+
+/**
+ * The index to send with the next blocking query, from the `X-Consul-Index`
+ * of an answer and the one before it. Consul's rules: an index that went
+ * backwards (a restarted agent, a snapshot restored) means start over with
+ * no index; an index that is 0, missing or not a number must never be sent
+ * as is (the query would return at once, again and again): it is taken as 1.
+ */
+export function nextIndex(previous: string, answered: string): string {
+  const next = Number(answered);
+  if (!answered || !Number.isInteger(next) || next <= 0) return '1';
+  if (previous && next < Number(previous)) return '';
+  return answered;
 }
 
 interface Watch {
@@ -60,7 +78,7 @@ export class ConsulDiscovery implements Discovery {
   private stopped = false;
 
   constructor(private readonly options: ConsulDiscoveryOptions) {
-    this.client = new ConsulClient(options.address);
+    this.client = new ConsulClient(options.address, { token: options.token });
   }
 
   instances(service: string): ServiceInstance[] {
@@ -117,12 +135,23 @@ export class ConsulDiscovery implements Discovery {
     const minBackoff = this.options.minBackoffMs ?? 200;
     const maxBackoff = this.options.maxBackoffMs ?? 5000;
     let backoff = minBackoff;
+    // A small token bucket: whatever Consul (or a proxy in front of it) answers, the loop never spins.
+    const perSecond = this.options.maxQueriesPerSecond ?? 10;
+    const burst = 3;
+    let tokens = burst;
+    let filled = Date.now();
     while (!this.stopped) {
+      const now = Date.now();
+      tokens = Math.min(burst, tokens + ((now - filled) / 1000) * perSecond);
+      filled = now;
+      if (tokens < 1) {
+        await new Promise((resolve) => setTimeout(resolve, ((1 - tokens) / perSecond) * 1000));
+        continue;
+      }
+      tokens -= 1;
       try {
         const result = await this.client.healthyInstances(service, watch.index, wait, watch.abort.signal);
-        // Consul's rule: an index that goes backwards (or is not a number) means start over.
-        const next = Number(result.index);
-        watch.index = Number.isFinite(next) && next > 0 && next >= Number(watch.index || 0) ? result.index : '';
+        watch.index = nextIndex(watch.index, result.index);
         backoff = minBackoff;
         watch.consecutiveFailures = 0;
         const instances = result.entries.map(toInstance);

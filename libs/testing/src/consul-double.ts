@@ -5,11 +5,20 @@ import { service as healthService } from 'grpc-health-check';
 
 /**
  * A test double of the Consul agent HTTP API, for the endpoints MaaS uses and
- * with their documented semantics:
+ * with the agent's semantics (agent/agent_endpoint.go, agent/checks, the
+ * config defaults), no more lenient than the real thing:
  * - `PUT /v1/agent/service/register` with `Check`/`Checks` (GRPC with
  *   Interval/Timeout, TTL, DeregisterCriticalServiceAfter). GRPC checks are
- *   really executed against the target's `grpc.health.v1`.
- * - `PUT /v1/agent/service/deregister/:id`, `PUT /v1/agent/check/{pass,warn,fail}/:id`.
+ *   really executed against the target's `grpc.health.v1`. A new check starts
+ *   critical and its first probe runs after a random stagger of up to one
+ *   interval; intervals below 1 s run at 1 s; DeregisterCriticalServiceAfter
+ *   below 1 minute is 1 minute, and the reaper looks every 30 s (tests move
+ *   the double's clock with `advanceClock`). Registering an ID again keeps its
+ *   checks' last status. A service address of 0.0.0.0 or :: is a 400.
+ * - `PUT /v1/agent/service/deregister/:id` (an unknown ID is a 200, as in
+ *   Consul), `PUT /v1/agent/check/{pass,warn,fail}/:id` (TTL checks only).
+ * - ACLs when started with `aclToken`: every call without that token in
+ *   `X-Consul-Token` (or `?token=`) is a 403.
  * - `GET /v1/health/service/:name` with `passing`, and blocking queries:
  *   `index` + `wait` hold the request until the result's index moves past
  *   `index` or the wait elapses; every answer carries `X-Consul-Index`, which
@@ -59,8 +68,12 @@ export interface ConsulDouble {
   port: number;
   /** Registered services by ID. */
   services(): Map<string, { name: string; address: string; port: number; tags: string[]; meta: Record<string, string>; status: CheckStatus }>;
-  /** Forces the status of every check of a service (by service ID) or one check (by check ID). */
+  /** Sets the status of a TTL check (by check ID, or every TTL check of a service ID), as `/v1/agent/check/...` does; a gRPC check cannot be set. */
   setCheckStatus(id: string, status: CheckStatus): void;
+  /** Moves the double's clock on by `ms` (critical-since times age by it) and runs the reaper at once. */
+  advanceClock(ms: number): void;
+  /** Forgets a registration without the service asking, as an agent restarted with an empty data dir does. */
+  forget(id: string): void;
   /** The current raft-like index. */
   index(): number;
   /** Number of HTTP requests served per path prefix, for assertions. */
@@ -85,11 +98,14 @@ export function parseConsulDuration(text: string): number {
 const HealthClient = makeGenericClientConstructor(healthService, 'Health');
 
 /** Starts the double on a loopback port (a free one unless given, e.g. to restart on the same port). */
-export async function startConsulDouble(options: { port?: number } = {}): Promise<ConsulDouble> {
+export async function startConsulDouble(options: { port?: number; aclToken?: string } = {}): Promise<ConsulDouble> {
   const services = new Map<string, ServiceState>();
   const waiters = new Set<() => void>();
   const counts: Record<string, number> = {};
   let index = 1;
+  /** What the double's clock is ahead of the real one (advanceClock). */
+  let skew = 0;
+  const now = () => Date.now() + skew;
 
   const bump = (service?: ServiceState) => {
     index += 1;
@@ -111,11 +127,12 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
     }
     check.Status = status;
     check.Output = output;
-    check.criticalSince = status === 'critical' ? Date.now() : undefined;
+    check.criticalSince = status === 'critical' ? now() : undefined;
     bump(svc);
   };
 
   const stopCheck = (check: CheckState) => {
+    clearTimeout(check.timer);
     clearInterval(check.timer);
     clearTimeout(check.ttlTimer);
     check.client?.close();
@@ -129,6 +146,8 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
     bump();
     return true;
   };
+  /** The statuses of the checks of a service being registered again, for its new checks to keep. */
+  const lastStatus = new Map<string, CheckStatus>();
 
   const runGrpcCheck = (check: CheckState) => {
     const client = check.client!;
@@ -143,9 +162,6 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
         setStatus(check, serving ? 'passing' : 'critical', `gRPC health status ${String(res?.status)}`);
       },
     );
-    if (check.Status === 'critical' && check.deregisterAfterMs !== undefined && check.criticalSince !== undefined) {
-      if (Date.now() - check.criticalSince >= check.deregisterAfterMs) deregister(check.ServiceID);
-    }
   };
 
   const armTtl = (check: CheckState) => {
@@ -153,15 +169,19 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
     check.ttlTimer = setTimeout(() => setStatus(check, 'critical', 'TTL expired'), check.ttlMs);
   };
 
-  const reaper = setInterval(() => {
+  // Consul's reaper (check_reap_interval, 30 s) removes services critical for longer than their
+  // DeregisterCriticalServiceAfter.
+  const reap = () => {
     for (const svc of [...services.values()]) {
       for (const check of svc.checks) {
         if (check.Status === 'critical' && check.deregisterAfterMs !== undefined && check.criticalSince !== undefined) {
-          if (Date.now() - check.criticalSince >= check.deregisterAfterMs) deregister(svc.ID);
+          if (now() - check.criticalSince >= check.deregisterAfterMs) deregister(svc.ID);
         }
       }
     }
-  }, 100);
+  };
+  const reaper = setInterval(reap, 30_000);
+  reaper.unref();
 
   const makeCheck = (svc: ServiceState, def: Record<string, unknown>, n: number): CheckState => {
     const check: CheckState = {
@@ -173,12 +193,17 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
       Status: (def.Status as CheckStatus) ?? 'critical',
       Output: '',
     };
-    if (def.DeregisterCriticalServiceAfter) check.deregisterAfterMs = parseConsulDuration(String(def.DeregisterCriticalServiceAfter));
-    if (check.Status === 'critical') check.criticalSince = Date.now();
+    // A check registered again keeps the status it had (Consul does not reset it to critical).
+    const previous = lastStatus.get(check.CheckID);
+    if (previous && def.Status === undefined) check.Status = previous;
+    // check_deregister_interval_min: anything shorter than a minute is a minute.
+    if (def.DeregisterCriticalServiceAfter) check.deregisterAfterMs = Math.max(60_000, parseConsulDuration(String(def.DeregisterCriticalServiceAfter)));
+    if (check.Status === 'critical') check.criticalSince = now();
     if (def.GRPC) {
       if (!def.Interval) throw new Error('Interval is required for GRPC checks');
       check.grpc = String(def.GRPC);
-      check.intervalMs = parseConsulDuration(String(def.Interval));
+      // checks.MinInterval: shorter intervals run at 1 s.
+      check.intervalMs = Math.max(1000, parseConsulDuration(String(def.Interval)));
       check.timeoutMs = def.Timeout ? parseConsulDuration(String(def.Timeout)) : 10_000;
       // GRPCUseTLS with TLSSkipVerify, as Consul does: TLS without verifying the certificate.
       const tls = def.GRPCUseTLS === true ? credentials.createSsl(null, null, null, { rejectUnauthorized: def.TLSSkipVerify !== true }) : credentials.createInsecure();
@@ -193,9 +218,14 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
 
   const handleRegister = (body: Record<string, unknown>, res: ServerResponse) => {
     if (!body.Name) return reply(res, 400, 'Missing service name');
+    const address = String(body.Address ?? '').replace(/^\[|\]$/g, '');
+    if (address === '0.0.0.0' || address === '::') return reply(res, 400, 'Invalid service address');
     const id = String(body.ID ?? body.Name);
     const existing = services.get(id);
-    if (existing) existing.checks.forEach(stopCheck);
+    if (existing) {
+      for (const check of existing.checks) lastStatus.set(check.CheckID, check.Status);
+      existing.checks.forEach(stopCheck);
+    }
     const svc: ServiceState = {
       ID: id,
       Service: String(body.Name),
@@ -211,13 +241,19 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
       svc.checks = defs.map((def, n) => makeCheck(svc, def, n));
     } catch (err) {
       return reply(res, 400, (err as Error).message);
+    } finally {
+      lastStatus.clear();
     }
     services.set(id, svc);
     bump(svc);
     for (const check of svc.checks) {
       if (check.grpc) {
-        runGrpcCheck(check);
-        check.timer = setInterval(() => runGrpcCheck(check), check.intervalMs);
+        // Like Consul's CheckGRPC: the first probe after a random stagger of up to one interval.
+        const first = setTimeout(() => {
+          runGrpcCheck(check);
+          check.timer = setInterval(() => runGrpcCheck(check), check.intervalMs);
+        }, Math.random() * check.intervalMs!);
+        check.timer = first as unknown as NodeJS.Timeout;
       }
       if (check.ttlMs) armTtl(check);
     }
@@ -282,6 +318,13 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
     const path = url.pathname;
     const prefix = path.split('/').slice(0, 4).join('/');
     counts[prefix] = (counts[prefix] ?? 0) + 1;
+    if (options.aclToken !== undefined && !path.startsWith('/v1/status/')) {
+      const given = req.headers['x-consul-token'] ?? url.searchParams.get('token') ?? '';
+      if (given !== options.aclToken) {
+        req.resume();
+        return reply(res, 403, given ? 'ACL not found' : 'Permission denied: anonymous token lacks permission');
+      }
+    }
     let raw = '';
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (raw += chunk));
@@ -297,8 +340,9 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
         return handleRegister(body, res);
       }
       if (req.method === 'PUT' && (m = /^\/v1\/agent\/service\/deregister\/(.+)$/.exec(path))) {
-        const id = decodeURIComponent(m[1]);
-        return deregister(id) ? reply(res, 200, '') : reply(res, 404, `Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`);
+        // Consul answers 200 for an ID it does not hold.
+        deregister(decodeURIComponent(m[1]));
+        return reply(res, 200, '');
       }
       if (req.method === 'PUT' && (m = /^\/v1\/agent\/check\/(pass|warn|fail)\/(.+)$/.exec(path))) {
         const id = decodeURIComponent(m[2]);
@@ -337,7 +381,15 @@ export async function startConsulDouble(options: { port?: number } = {}): Promis
     setCheckStatus(id, status) {
       const svc = services.get(id);
       const checks = svc ? svc.checks : [...services.values()].flatMap((s) => s.checks).filter((c) => c.CheckID === id);
+      if (checks.some((c) => !c.ttlMs)) throw new Error(`check of "${id}" is not a TTL check: Consul runs it itself, and so does the double`);
       for (const check of checks) setStatus(check, status, 'set by test');
+    },
+    advanceClock(ms) {
+      skew += ms;
+      reap();
+    },
+    forget(id) {
+      deregister(id);
     },
     index: () => index,
     requests: () => ({ ...counts }),
