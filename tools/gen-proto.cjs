@@ -33,7 +33,7 @@ const optionsWith = (forceLong) =>
   ].join(',');
 // The Open Inference Protocol carries int64 and uint64 tensor elements (int64_contents) that must
 // stay exact beyond 2^53: its 64-bit fields are bigint. MaaS's own messages keep numbers.
-const BIGINT_PROTOS = new Set(['inference/grpc_predict_v2.proto']);
+const BIGINT_PROTOS = new Set(['inference/grpc_predict_v2.proto', 'inference/model_config.proto']);
 
 fs.rmSync(outDir, { recursive: true, force: true });
 fs.mkdirSync(outDir, { recursive: true });

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { credentials, loadPackageDefinition, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoRoot } from '@maas/proto';
@@ -7,7 +6,7 @@ import { startStack, withKey, type Stack } from './stack-fixture';
 
 /** A client built only from the protocol's .proto, as an existing KServe/Triton client would be. */
 function v2Client(address: string) {
-  const definition = loadSync(join(protoRoot, 'inference/grpc_predict_v2.proto'), { keepCase: true, longs: Number, defaults: true });
+  const definition = loadSync('inference/grpc_predict_v2.proto', { includeDirs: [protoRoot], keepCase: true, longs: Number, defaults: true });
   const pkg = loadPackageDefinition(definition).inference as GrpcObject;
   const Client = pkg.GRPCInferenceService as ServiceClientConstructor;
   const client = new Client(address, credentials.createInsecure());

@@ -74,7 +74,7 @@ describeIf('public API through a Python grpcio client', () => {
     execFileSync('mkdir', ['-p', stubs]);
     // Well-known types (timestamp.proto) from the protoc npm package's include folder: Debian ships them in libprotobuf-dev.
     const wellKnown = join(REPO_ROOT, 'node_modules/protoc/include');
-    execFileSync(PROTOC, ['-I', join(REPO_ROOT, 'proto'), '-I', wellKnown, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, ...['tensor', 'registry', 'inference', 'gateway'].map((p) => `maas/v1/${p}.proto`), 'inference/grpc_predict_v2.proto']);
+    execFileSync(PROTOC, ['-I', join(REPO_ROOT, 'proto'), '-I', wellKnown, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, ...['tensor', 'registry', 'inference', 'gateway'].map((p) => `maas/v1/${p}.proto`), 'inference/model_config.proto', 'inference/grpc_predict_v2.proto']);
     // The reflection protocol's proto under another folder name, so its Python package does not shadow grpcio's own `grpc`.
     const reflection = join(REPO_ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection');
     execFileSync(PROTOC, [`-Imaasreflection=${reflection}`, `--python_out=${stubs}`, `--grpc_out=${stubs}`, `--plugin=protoc-gen-grpc=${PLUGIN}`, 'maasreflection/v1/reflection.proto']);

@@ -7,7 +7,9 @@ export * from './gen/maas/v1/tensor';
 export * from './gen/maas/v1/registry';
 export * from './gen/maas/v1/inference';
 export * from './gen/maas/v1/gateway';
-export { gatewayFileDescriptors, protoFiles, protoRoot, splitFileDescriptorSet } from './proto-files';
+export { gatewayFileDescriptors, protoRoot, splitFileDescriptorSet } from './proto-files';
 /** The Open Inference Protocol (KServe V2) gRPC API, package `inference`. */
 export * as kserve from './gen/inference/grpc_predict_v2';
+/** Triton's model configuration, the part the Open Inference Protocol's ModelConfig answers with. */
+export * as triton from './gen/inference/model_config';
 export * from './predict-wire';

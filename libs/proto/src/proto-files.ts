@@ -1,19 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 /** Folder holding `maas/v1/*.proto`, for dynamic loading (reflection, tests). */
 export const protoRoot = resolve(__dirname, '../../../proto');
-
-/** Every `.proto` file of the contract, relative to {@link protoRoot}. */
-export function protoFiles(): string[] {
-  const walk = (dir: string): string[] =>
-    readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) return walk(full);
-      return entry.name.endsWith('.proto') ? [relative(protoRoot, full)] : [];
-    });
-  return walk(protoRoot).sort();
-}
 
 /**
  * The descriptors of what the gateway serves (its services, the registry API

@@ -1,6 +1,6 @@
-import { DataType, kserve, type PredictResponse } from '@maas/proto';
+import { DataType, kserve, triton, type PredictResponse } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
-import { fromModelInferRequest, parseV2Version, toModelInferResponse } from './kserve-v2-codec';
+import { fromModelInferRequest, parseV2Version, toModelConfig, toModelInferResponse } from './kserve-v2-codec';
 
 function inferRequest(overrides: Partial<kserve.ModelInferRequest>): kserve.ModelInferRequest {
   return kserve.ModelInferRequest.fromPartial({ modelName: 'mlp', modelVersion: '', id: 'req-1', ...overrides });
@@ -95,5 +95,26 @@ describe('parseV2Version', () => {
     expect(parseV2Version('')).toBe(0);
     expect(parseV2Version('12')).toBe(12);
     expect(() => parseV2Version('0')).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('toModelConfig', () => {
+  const inputs = [{ name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [-1, 4], dimNames: [] }];
+  const outputs = [{ name: 'output', dtype: DataType.DATA_TYPE_STRING, shape: [-1, 3], dimNames: [] }];
+
+  it('leaves the batch dimension out of dims when dynamic batching is on, as Triton does', () => {
+    const config = toModelConfig({ model: 'mlp', inputs, outputs, runtime: { maxBatchSize: 16, maxQueueDelayMicros: 500, instanceCount: 2, maxQueueSize: 0 } });
+    expect(config).toMatchObject({ name: 'mlp', platform: 'onnxruntime_onnx', backend: 'onnxruntime', maxBatchSize: 16 });
+    expect(config.input).toEqual([{ name: 'input', dataType: triton.DataType.TYPE_FP32, dims: [4n] }]);
+    expect(config.output).toEqual([{ name: 'output', dataType: triton.DataType.TYPE_STRING, dims: [3n] }]);
+    expect(config.schedulingChoice).toEqual({ $case: 'dynamicBatching', value: { preferredBatchSize: [], maxQueueDelayMicroseconds: 500n } });
+    expect(config.instanceGroup).toEqual([{ name: 'mlp_0', count: 2, kind: triton.ModelInstanceGroup_Kind.KIND_CPU }]);
+  });
+
+  it('answers max_batch_size 0 and whole shapes without it', () => {
+    const config = toModelConfig({ model: 'mlp', inputs, outputs, runtime: { maxBatchSize: 1, maxQueueDelayMicros: 0, instanceCount: 1, maxQueueSize: 0 } });
+    expect(config.maxBatchSize).toBe(0);
+    expect(config.input[0].dims).toEqual([-1n, 4n]);
+    expect(config.schedulingChoice).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
-import { DataType, kserve, type PredictRequest, type PredictResponse, type Tensor, type TensorSpec } from '@maas/proto';
+import { DataType, kserve, triton, type ModelMetadataResponse, type PredictRequest, type PredictResponse, type Tensor, type TensorSpec } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
-import { dtypeName } from '@maas/tensor';
+import { dtypeName, isBatchable } from '@maas/tensor';
 
 /** Open Inference Protocol datatype names and the MaaS dtypes they carry. */
 const V2_TO_DTYPE: Record<string, DataType> = {
@@ -237,5 +237,33 @@ export function toModelInferResponse(
       contents: undefined,
     })),
     rawOutputContents: response.outputs.map(rawBytesOf),
+  };
+}
+
+/** Triton's model-configuration data type of a MaaS dtype (TYPE_FP32 for float32). */
+export function tritonDataTypeOf(dtype: DataType): triton.DataType {
+  const name = `TYPE_${v2DatatypeOf(dtype) === 'BYTES' ? 'STRING' : v2DatatypeOf(dtype)}` as keyof typeof triton.DataType;
+  return triton.DataType[name];
+}
+
+/**
+ * A version's configuration in Triton's terms. With dynamic batching on (every
+ * input and output has a free first dimension and max_batch_size is above 1)
+ * `max_batch_size` is the version's and dims leave out the batch dimension, as
+ * Triton's do; otherwise `max_batch_size` is 0 and dims are the whole shapes.
+ */
+export function toModelConfig(metadata: Pick<ModelMetadataResponse, 'model' | 'inputs' | 'outputs' | 'runtime'>): triton.ModelConfig {
+  const runtime = metadata.runtime;
+  const batching = isBatchable(metadata.inputs, metadata.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
+  const dims = (spec: TensorSpec) => (batching ? spec.shape.slice(1) : spec.shape).map(BigInt);
+  return {
+    name: metadata.model,
+    platform: 'onnxruntime_onnx',
+    backend: 'onnxruntime',
+    maxBatchSize: batching ? runtime!.maxBatchSize : 0,
+    input: metadata.inputs.map((spec) => ({ name: spec.name, dataType: tritonDataTypeOf(spec.dtype), dims: dims(spec) })),
+    output: metadata.outputs.map((spec) => ({ name: spec.name, dataType: tritonDataTypeOf(spec.dtype), dims: dims(spec) })),
+    schedulingChoice: batching ? { $case: 'dynamicBatching', value: { preferredBatchSize: [], maxQueueDelayMicroseconds: BigInt(runtime?.maxQueueDelayMicros ?? 0) } } : undefined,
+    instanceGroup: [{ name: `${metadata.model}_0`, count: Math.max(1, runtime?.instanceCount ?? 1), kind: triton.ModelInstanceGroup_Kind.KIND_CPU }],
   };
 }

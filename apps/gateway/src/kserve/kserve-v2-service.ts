@@ -1,4 +1,4 @@
-import { status, type Server, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status, type Server, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
   kserve,
   VersionState,
@@ -7,8 +7,8 @@ import {
   type PredictRequest,
   type PredictResponse,
 } from '@maas/proto';
-import { InvalidArgumentError, statusOf, unary, type ServerSurfaceCall } from '@maas/rpc';
-import { fromModelInferRequest, parseV2Version, toModelInferResponse, toTensorMetadata } from './kserve-v2-codec';
+import { InvalidArgumentError, statusOf, toServerError, unary, type ServerSurfaceCall } from '@maas/rpc';
+import { fromModelInferRequest, parseV2Version, toModelConfig, toModelInferResponse, toTensorMetadata } from './kserve-v2-codec';
 
 /** What the Open Inference Protocol service needs from the gateway. */
 export interface KserveBackend {
@@ -32,6 +32,12 @@ export interface KserveV2ServiceOptions {
 
 const NOT_READY_CODES = new Set([status.NOT_FOUND, status.FAILED_PRECONDITION, status.UNAVAILABLE]);
 
+/** Triton's names of the protocol extensions this server answers (ServerMetadata lists them). */
+export const SUPPORTED_EXTENSIONS = ['model_configuration'];
+
+/** Requests of one ModelStreamInfer stream running at once; the stream is read no further meanwhile. */
+const STREAM_IN_FLIGHT = 64;
+
 /**
  * `inference.GRPCInferenceService`, the Open Inference Protocol (KServe V2),
  * served by the gateway on top of its own Predict and metadata paths.
@@ -54,11 +60,62 @@ export class KserveV2Service {
       serverMetadata: unary('ServerMetadata', async () => ({
         name: this.options.serverName ?? 'maas',
         version: this.options.serverVersion ?? '0.1.0',
-        extensions: [],
+        extensions: SUPPORTED_EXTENSIONS,
       })),
       modelMetadata: unary('ModelMetadata', (request: kserve.ModelMetadataRequest, call) => this.modelMetadata(request, call)),
       modelInfer: unary('ModelInfer', (request: kserve.ModelInferRequest, call) => this.modelInfer(request, call)),
+      modelConfig: unary('ModelConfig', (request: kserve.ModelConfigRequest, call) => this.modelConfig(request, call)),
+      modelStreamInfer: (call) => this.modelStreamInfer(call),
     };
+  }
+
+  private async modelConfig(request: kserve.ModelConfigRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelConfigResponse> {
+    this.backend.authorize(call, 'predict');
+    return { config: toModelConfig(await this.backend.modelMetadata(this.metadataRequest(request.name, request.version), call)) };
+  }
+
+  /**
+   * Many inferences over one stream. Each request is authorised (so rate
+   * limits count inferences) and run as ModelInfer would be, up to
+   * {@link STREAM_IN_FLIGHT} at once; each answer carries its request's id,
+   * and a request that fails answers its error in `error_message` without
+   * ending the stream. The stream's deadline and cancellation reach every
+   * request in it; the stream ends once the client has finished sending and
+   * every answer is written.
+   */
+  private modelStreamInfer(call: ServerDuplexStream<kserve.ModelInferRequest, kserve.ModelStreamInferResponse>): void {
+    let inFlight = 0;
+    let ended = false;
+    const finishIfDone = () => {
+      if (ended && inFlight === 0 && !call.cancelled) call.end();
+    };
+    call.on('data', (request: kserve.ModelInferRequest) => {
+      inFlight += 1;
+      if (inFlight >= STREAM_IN_FLIGHT) call.pause();
+      const answer = (message: kserve.ModelStreamInferResponse) => {
+        inFlight -= 1;
+        if (!call.cancelled) call.write(message);
+        if (inFlight < STREAM_IN_FLIGHT && call.isPaused()) call.resume();
+        finishIfDone();
+      };
+      new Promise<kserve.ModelInferResponse>((resolve) => {
+        this.backend.authorize(call, 'predict');
+        resolve(this.backend.predict(fromModelInferRequest(request), call).then((response) => toModelInferResponse(request, response)));
+      }).then(
+        (response) => answer({ errorMessage: '', inferResponse: response }),
+        (err: unknown) => {
+          const mapped = toServerError(err, 'ModelStreamInfer');
+          const name = status[mapped.code ?? status.UNKNOWN] ?? 'UNKNOWN';
+          // The request's id travels with its error, so the client knows which one failed.
+          answer({ errorMessage: `${name}: ${mapped.details}`, inferResponse: request.id ? kserve.ModelInferResponse.fromPartial({ id: request.id, modelName: request.modelName, modelVersion: request.modelVersion }) : undefined });
+        },
+      );
+    });
+    call.on('end', () => {
+      ended = true;
+      finishIfDone();
+    });
+    call.on('error', () => undefined);
   }
 
   private async modelReady(request: kserve.ModelReadyRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelReadyResponse> {

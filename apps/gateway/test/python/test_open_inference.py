@@ -124,5 +124,46 @@ class OpenInferenceTensors(unittest.TestCase):
         self.assertIn('parameter "classification" not supported', invalid_argument(self, lambda: self.infer(classify)))
 
 
+class OpenInferenceExtensions(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        push_file("oip-int64s-x", CONFIG["identity"]["int64s"])
+
+    def test_server_metadata_lists_the_extensions_served(self):
+        answer = V2.ServerMetadata(v2.ServerMetadataRequest(), metadata=PREDICT, timeout=10)
+        self.assertEqual(list(answer.extensions), ["model_configuration"])
+
+    def test_model_config_in_tritons_terms(self):
+        config = V2.ModelConfig(v2.ModelConfigRequest(name="oip-int64s-x"), metadata=PREDICT, timeout=10).config
+        self.assertEqual((config.name, config.platform, config.backend), ("oip-int64s-x", "onnxruntime_onnx", "onnxruntime"))
+        self.assertEqual([(i.name, i.data_type) for i in config.input], [("x", 9)])  # TYPE_INT64
+        # Batching on (a free first dimension, the default max_batch_size): dims leave the batch dimension out.
+        if config.max_batch_size > 0:
+            self.assertEqual(list(config.input[0].dims), [2])
+            self.assertEqual(config.WhichOneof("scheduling_choice"), "dynamic_batching")
+        else:
+            self.assertEqual(list(config.input[0].dims), [-1, 2])
+        self.assertEqual(config.instance_group[0].kind, 2)  # KIND_CPU
+        self.assertGreaterEqual(config.instance_group[0].count, 1)
+        with self.assertRaises(grpc.RpcError) as caught:
+            V2.ModelConfig(v2.ModelConfigRequest(name="oip-nothing"), metadata=PREDICT, timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_stream_infer_answers_each_request_with_its_id_and_errors_alone(self):
+        def request(i, values, datatype="INT64"):
+            tensor = v2.ModelInferRequest.InferInputTensor(name="x", datatype=datatype, shape=[1, 2], contents=v2.InferTensorContents(int64_contents=values))
+            return v2.ModelInferRequest(model_name="oip-int64s-x", id=f"r{i}", inputs=[tensor])
+
+        requests = [request(0, [1, 2]), request(1, [3, 4], datatype="BF16"), request(2, [2**60, -5])]
+        answers = list(V2.ModelStreamInfer(iter(requests), metadata=PREDICT, timeout=30))
+        self.assertEqual(len(answers), 3)
+        by_id = {a.infer_response.id: a for a in answers}
+        self.assertEqual(sorted(by_id), ["r0", "r1", "r2"])
+        self.assertEqual(by_id["r0"].error_message, "")
+        self.assertEqual(list(struct.unpack("<2q", by_id["r0"].infer_response.raw_output_contents[0])), [1, 2])
+        self.assertEqual(list(struct.unpack("<2q", by_id["r2"].infer_response.raw_output_contents[0])), [2**60, -5])
+        self.assertTrue(by_id["r1"].error_message.startswith("INVALID_ARGUMENT: "), by_id["r1"].error_message)
+
+
 if __name__ == "__main__":
     unittest.main()

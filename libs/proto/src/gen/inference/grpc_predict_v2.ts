@@ -10,14 +10,17 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ModelConfig } from "./model_config";
 
 /**
  * The Open Inference Protocol (KServe V2) gRPC API, written from its published
@@ -175,6 +178,22 @@ export interface ModelInferResponse_InferOutputTensor_ParametersEntry {
 export interface ModelInferResponse_ParametersEntry {
   key: string;
   value: InferParameter | undefined;
+}
+
+/** One answer of ModelStreamInfer: the result, or what went wrong with that one request. */
+export interface ModelStreamInferResponse {
+  errorMessage: string;
+  inferResponse: ModelInferResponse | undefined;
+}
+
+export interface ModelConfigRequest {
+  name: string;
+  /** Empty: the version the server would serve. */
+  version: string;
+}
+
+export interface ModelConfigResponse {
+  config: ModelConfig | undefined;
 }
 
 function createBaseServerLiveRequest(): ServerLiveRequest {
@@ -2928,6 +2947,255 @@ export const ModelInferResponse_ParametersEntry: MessageFns<ModelInferResponse_P
   },
 };
 
+function createBaseModelStreamInferResponse(): ModelStreamInferResponse {
+  return { errorMessage: "", inferResponse: undefined };
+}
+
+export const ModelStreamInferResponse: MessageFns<ModelStreamInferResponse> = {
+  encode(message: ModelStreamInferResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.errorMessage !== "") {
+      writer.uint32(10).string(message.errorMessage);
+    }
+    if (message.inferResponse !== undefined) {
+      ModelInferResponse.encode(message.inferResponse, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelStreamInferResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelStreamInferResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.inferResponse = ModelInferResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelStreamInferResponse {
+    return {
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      inferResponse: isSet(object.inferResponse)
+        ? ModelInferResponse.fromJSON(object.inferResponse)
+        : isSet(object.infer_response)
+        ? ModelInferResponse.fromJSON(object.infer_response)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ModelStreamInferResponse): unknown {
+    const obj: any = {};
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.inferResponse !== undefined) {
+      obj.inferResponse = ModelInferResponse.toJSON(message.inferResponse);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelStreamInferResponse>): ModelStreamInferResponse {
+    return ModelStreamInferResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelStreamInferResponse>): ModelStreamInferResponse {
+    const message = createBaseModelStreamInferResponse();
+    message.errorMessage = object.errorMessage ?? "";
+    message.inferResponse = (object.inferResponse !== undefined && object.inferResponse !== null)
+      ? ModelInferResponse.fromPartial(object.inferResponse)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseModelConfigRequest(): ModelConfigRequest {
+  return { name: "", version: "" };
+}
+
+export const ModelConfigRequest: MessageFns<ModelConfigRequest> = {
+  encode(message: ModelConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelConfigRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: ModelConfigRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelConfigRequest>): ModelConfigRequest {
+    return ModelConfigRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelConfigRequest>): ModelConfigRequest {
+    const message = createBaseModelConfigRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBaseModelConfigResponse(): ModelConfigResponse {
+  return { config: undefined };
+}
+
+export const ModelConfigResponse: MessageFns<ModelConfigResponse> = {
+  encode(message: ModelConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.config !== undefined) {
+      ModelConfig.encode(message.config, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.config = ModelConfig.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelConfigResponse {
+    return { config: isSet(object.config) ? ModelConfig.fromJSON(object.config) : undefined };
+  },
+
+  toJSON(message: ModelConfigResponse): unknown {
+    const obj: any = {};
+    if (message.config !== undefined) {
+      obj.config = ModelConfig.toJSON(message.config);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelConfigResponse>): ModelConfigResponse {
+    return ModelConfigResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelConfigResponse>): ModelConfigResponse {
+    const message = createBaseModelConfigResponse();
+    message.config = (object.config !== undefined && object.config !== null)
+      ? ModelConfig.fromPartial(object.config)
+      : undefined;
+    return message;
+  },
+};
+
 /** Health, metadata and inference for models served by the gateway. */
 export type GRPCInferenceServiceService = typeof GRPCInferenceServiceService;
 export const GRPCInferenceServiceService = {
@@ -2994,6 +3262,30 @@ export const GRPCInferenceServiceService = {
     responseSerialize: (value: ModelInferResponse): Buffer => Buffer.from(ModelInferResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModelInferResponse => ModelInferResponse.decode(value),
   },
+  /**
+   * Triton's extension: many inferences over one stream, each answer carrying its request's id
+   * (or the error of that request alone).
+   */
+  modelStreamInfer: {
+    path: "/inference.GRPCInferenceService/ModelStreamInfer" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ModelInferRequest): Buffer => Buffer.from(ModelInferRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ModelInferRequest => ModelInferRequest.decode(value),
+    responseSerialize: (value: ModelStreamInferResponse): Buffer =>
+      Buffer.from(ModelStreamInferResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ModelStreamInferResponse => ModelStreamInferResponse.decode(value),
+  },
+  /** Triton's extension: the model's configuration in Triton's terms. */
+  modelConfig: {
+    path: "/inference.GRPCInferenceService/ModelConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ModelConfigRequest): Buffer => Buffer.from(ModelConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ModelConfigRequest => ModelConfigRequest.decode(value),
+    responseSerialize: (value: ModelConfigResponse): Buffer => Buffer.from(ModelConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ModelConfigResponse => ModelConfigResponse.decode(value),
+  },
 } as const;
 
 export interface GRPCInferenceServiceServer extends UntypedServiceImplementation {
@@ -3009,6 +3301,13 @@ export interface GRPCInferenceServiceServer extends UntypedServiceImplementation
   modelMetadata: handleUnaryCall<ModelMetadataRequest, ModelMetadataResponse>;
   /** Runs one inference. */
   modelInfer: handleUnaryCall<ModelInferRequest, ModelInferResponse>;
+  /**
+   * Triton's extension: many inferences over one stream, each answer carrying its request's id
+   * (or the error of that request alone).
+   */
+  modelStreamInfer: handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse>;
+  /** Triton's extension: the model's configuration in Triton's terms. */
+  modelConfig: handleUnaryCall<ModelConfigRequest, ModelConfigResponse>;
 }
 
 export interface GRPCInferenceServiceClient extends Client {
@@ -3107,6 +3406,32 @@ export interface GRPCInferenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModelInferResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Triton's extension: many inferences over one stream, each answer carrying its request's id
+   * (or the error of that request alone).
+   */
+  modelStreamInfer(): ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse>;
+  modelStreamInfer(options: Partial<CallOptions>): ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse>;
+  modelStreamInfer(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ModelInferRequest, ModelStreamInferResponse>;
+  /** Triton's extension: the model's configuration in Triton's terms. */
+  modelConfig(
+    request: ModelConfigRequest,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
+  ): ClientUnaryCall;
+  modelConfig(
+    request: ModelConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
+  ): ClientUnaryCall;
+  modelConfig(
+    request: ModelConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
   ): ClientUnaryCall;
 }
 
