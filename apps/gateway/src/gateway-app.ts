@@ -17,6 +17,7 @@ import { contextOf, GatewayService, GatewayServiceServed } from './gateway-servi
 import { intakeShedding } from './intake-shedding';
 import { KserveV2Service } from './kserve/kserve-v2-service';
 import { NodePool } from './node-pool';
+import { ModelStatistics } from './model-statistics';
 import { PredictRouter } from './predict-router';
 import { RegistryProxy } from './registry-proxy';
 import { VersionResolver } from './version-resolver';
@@ -116,7 +117,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   else if (keys.length === 0) logger.warn('API-key auth is on but no keys are configured: every call will be refused with UNAUTHENTICATED');
 
   const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, credentials: internalCredentials, emptyGraceMs: config.emptyDiscoveryGraceMs, logger });
+  const statistics = new ModelStatistics();
   const router = new PredictRouter(pool, new VersionResolver(() => registry.current, cache), {
+    statistics,
     homeNodes: config.homeNodes,
     defaultTimeoutMs: config.defaultTimeoutMs,
     outliers: { factor: config.outlierFactor, minExtraMs: config.outlierMinExtraMs, ejectMs: config.outlierEjectMs },
@@ -174,6 +177,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     predict: (request, call) => router.predict(request, contextOf(call)),
     modelMetadata: (request, call) => gatewayService.modelMetadata(request, call),
     ready: () => pool.all().length > 0,
+    statistics,
   });
   server.addService('inference.GRPCInferenceService', kserve.GRPCInferenceServiceService, kserveService.handlers());
   // Reflection from protoc's own descriptors, listing exactly the services answered here (what grpcurl

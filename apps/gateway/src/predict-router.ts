@@ -7,7 +7,9 @@ import {
   ResourceExhaustedError,
   RETRY_ELSEWHERE_TRAILER,
   statusOf,
+  headerMsOf,
   queueMsOf,
+  RUN_MS_HEADER,
   UnavailableError,
   validateAlias,
   validateModelName,
@@ -18,6 +20,7 @@ import type { NodeHandle, NodePool } from './node-pool';
 import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
+import type { ModelStatistics } from './model-statistics';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
 import { rankNodes } from './rendezvous-router';
 import type { VersionResolver } from './version-resolver';
@@ -45,10 +48,11 @@ const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
 const STUCK_FLOOR_MS = 500;
 const asIs = (bytes: Buffer): Buffer => bytes;
 
-/** A node's answer, still encoded, and how long the request waited in the node's queue. */
+/** A node's answer, still encoded, and how long the request waited in the node's queue and ran there. */
 interface NodeAnswer {
   bytes: Buffer;
   queueMs: number;
+  runMs: number;
 }
 
 /**
@@ -68,10 +72,14 @@ export function serviceMs(ms: number, queueMs: number, load: number): number {
 function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer> {
   return (request, metadata, options, callback) => {
     let queueMs = 0;
+    let runMs = 0;
     const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
-      callback(err, err ? undefined! : { bytes: bytes!, queueMs }),
+      callback(err, err ? undefined! : { bytes: bytes!, queueMs, runMs }),
     );
-    call.on('metadata', (headers) => (queueMs = queueMsOf(headers)));
+    call.on('metadata', (headers) => {
+      queueMs = queueMsOf(headers);
+      runMs = headerMsOf(headers, RUN_MS_HEADER);
+    });
     return call;
   };
 }
@@ -98,6 +106,8 @@ export interface PredictRouterOptions {
   };
   /** When a call is late enough to hedge; see {@link LatencyTracker}. */
   hedging?: LatencyTrackerOptions;
+  /** Where each routed request's outcome is counted (the protocol's ModelStatistics). */
+  statistics?: ModelStatistics;
   logger?: Logger;
 }
 
@@ -227,7 +237,8 @@ export class PredictRouter {
     const lateAfterMs = this.latency.lateAfterMs(key);
     let atCapacity = false;
     this.admission.admit(key, deadline);
-    let answered = false;
+    let answered: NodeAnswer | undefined;
+    const started = performance.now();
     try {
       const answer = await runAttempts<NodeAnswer>({
         candidates,
@@ -260,7 +271,7 @@ export class PredictRouter {
           return new UnavailableError(`every healthy node failed for ${key} (${candidates.length} tried; last: ${why})`);
         },
       });
-      answered = true;
+      answered = answer;
       return answer.bytes;
     } catch (err) {
       const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
@@ -274,7 +285,16 @@ export class PredictRouter {
       }
       throw err;
     } finally {
-      this.admission.done(key, answered);
+      this.admission.done(key, answered !== undefined);
+      this.options.statistics?.record({
+        model: version.model,
+        version: version.version,
+        ok: answered !== undefined,
+        totalMs: performance.now() - started,
+        queueMs: answered?.queueMs ?? 0,
+        runMs: answered?.runMs ?? 0,
+        rows: request.inputs[0]?.shape[0] ?? 1,
+      });
     }
   }
 }

@@ -16,6 +16,7 @@ import {
   InvalidArgumentError,
   MAX_MESSAGE_BYTES,
   QUEUE_MS_HEADER,
+  RUN_MS_HEADER,
   NotFoundError,
   ResourceExhaustedError,
   unary,
@@ -86,7 +87,16 @@ export class InferenceService {
     validateInputs(req.inputs, loaded.version.inputs, this.limits);
     const outputNames = validateOutputNames(req.outputNames, loaded.version.outputs);
     let queueMs = 0;
-    const outputs = await loaded.predict(req.inputs, outputNames, { signal: callSignal(call), deadline: callDeadlineMs(call), onRun: (ms) => (queueMs = ms) });
+    let runStarted = 0;
+    const outputs = await loaded.predict(req.inputs, outputNames, {
+      signal: callSignal(call),
+      deadline: callDeadlineMs(call),
+      onRun: (ms) => {
+        queueMs = ms;
+        runStarted = performance.now();
+      },
+    });
+    const runMs = runStarted > 0 ? performance.now() - runStarted : 0;
     const answer = { model: req.model, version, outputs };
     // Said here, with the figures, rather than as grpc-js's bare "Sent message larger than max".
     const size = predictResponseSize(answer);
@@ -96,9 +106,11 @@ export class InferenceService {
         `the answer of ${req.model}:${version} is ${size} bytes, above the node's message limit of ${limit} bytes (INFERENCE_MAX_MESSAGE_BYTES): request fewer rows or outputs`,
       );
     }
-    // How long it queued here, in the answer's headers: the gateway tells a busy node from a slow one by it.
+    // How long it queued and ran here, in the answer's headers: the gateway tells a busy node from a slow
+    // one by the first, and keeps both in the protocol's model statistics.
     const headers = new Metadata();
     headers.set(QUEUE_MS_HEADER, queueMs.toFixed(1));
+    headers.set(RUN_MS_HEADER, runMs.toFixed(1));
     call.sendMetadata(headers);
     return answer;
   }

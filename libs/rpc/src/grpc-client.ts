@@ -61,10 +61,18 @@ export function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req,
  */
 export const QUEUE_MS_HEADER = 'maas-queue-ms';
 
+/** Response header a node sets on a Predict answer: the milliseconds from its run's start to the outputs (onnxruntime and the batch split). */
+export const RUN_MS_HEADER = 'maas-run-ms';
+
+/** A millisecond figure a node reported in a Predict answer's headers (0 when it said none). */
+export function headerMsOf(headers: Metadata, name: string): number {
+  const value = Number(headers.get(name)[0] ?? 0);
+  return Number.isFinite(value) && value > 0 ? value : 0;
+}
+
 /** The queue wait a node reported in a Predict answer's headers (0 when it said none). */
 export function queueMsOf(headers: Metadata): number {
-  const value = Number(headers.get(QUEUE_MS_HEADER)[0] ?? 0);
-  return Number.isFinite(value) && value > 0 ? value : 0;
+  return headerMsOf(headers, QUEUE_MS_HEADER);
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   type PredictResponse,
 } from '@maas/proto';
 import { InvalidArgumentError, statusOf, toServerError, unary, type ServerSurfaceCall } from '@maas/rpc';
+import type { Duration, ModelStatistics } from '../model-statistics';
 import { fromModelInferRequest, parseV2Version, toModelConfig, toModelInferResponse, toTensorMetadata } from './kserve-v2-codec';
 
 /** What the Open Inference Protocol service needs from the gateway. */
@@ -20,6 +21,8 @@ export interface KserveBackend {
   modelMetadata(request: ModelMetadataRequest, call: ServerSurfaceCall): Promise<ModelMetadataResponse>;
   /** Whether the gateway can route predictions now (it sees at least one healthy node). */
   ready(): boolean;
+  /** What the gateway has counted of the inferences it routed. */
+  statistics: ModelStatistics;
 }
 
 /** Options of {@link KserveV2Service}. */
@@ -33,7 +36,10 @@ export interface KserveV2ServiceOptions {
 const NOT_READY_CODES = new Set([status.NOT_FOUND, status.FAILED_PRECONDITION, status.UNAVAILABLE]);
 
 /** Triton's names of the protocol extensions this server answers (ServerMetadata lists them). */
-export const SUPPORTED_EXTENSIONS = ['model_configuration'];
+export const SUPPORTED_EXTENSIONS = ['model_configuration', 'statistics'];
+
+const none = (): Duration => ({ count: 0, ns: 0 });
+const duration = (d: Duration): kserve.StatisticDuration => ({ count: BigInt(d.count), ns: BigInt(d.ns) });
 
 /** Requests of one ModelStreamInfer stream running at once; the stream is read no further meanwhile. */
 const STREAM_IN_FLIGHT = 64;
@@ -66,6 +72,40 @@ export class KserveV2Service {
       modelInfer: unary('ModelInfer', (request: kserve.ModelInferRequest, call) => this.modelInfer(request, call)),
       modelConfig: unary('ModelConfig', (request: kserve.ModelConfigRequest, call) => this.modelConfig(request, call)),
       modelStreamInfer: (call) => this.modelStreamInfer(call),
+      modelStatistics: unary('ModelStatistics', (request: kserve.ModelStatisticsRequest, call) => this.modelStatistics(request, call)),
+    };
+  }
+
+  /**
+   * The statistics this gateway kept. A model (or version) it has routed
+   * nothing for yet answers zeros once it is known to exist, NOT_FOUND
+   * otherwise.
+   */
+  private async modelStatistics(request: kserve.ModelStatisticsRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelStatisticsResponse> {
+    this.backend.authorize(call, 'predict');
+    const version = parseV2Version(request.version);
+    let kept = this.backend.statistics.query(request.name, version);
+    if (request.name && kept.length === 0) {
+      const metadata = await this.backend.modelMetadata(this.metadataRequest(request.name, request.version), call);
+      kept = [{ model: metadata.model, version: metadata.version, lastInference: 0, inferenceCount: 0, executionCount: 0, success: none(), fail: none(), queue: none(), computeInfer: none() }];
+    }
+    return {
+      modelStats: kept.map((s) => ({
+        name: s.model,
+        version: String(s.version),
+        lastInference: BigInt(s.lastInference),
+        inferenceCount: BigInt(s.inferenceCount),
+        executionCount: BigInt(s.executionCount),
+        inferenceStats: {
+          success: duration(s.success),
+          fail: duration(s.fail),
+          queue: duration(s.queue),
+          computeInput: duration(none()),
+          computeInfer: duration(s.computeInfer),
+          computeOutput: duration(none()),
+        },
+        batchStats: [],
+      })),
     };
   }
 

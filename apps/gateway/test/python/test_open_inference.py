@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 import unittest
 
 import grpc
@@ -131,7 +132,7 @@ class OpenInferenceExtensions(unittest.TestCase):
 
     def test_server_metadata_lists_the_extensions_served(self):
         answer = V2.ServerMetadata(v2.ServerMetadataRequest(), metadata=PREDICT, timeout=10)
-        self.assertEqual(list(answer.extensions), ["model_configuration"])
+        self.assertEqual(list(answer.extensions), ["model_configuration", "statistics"])
 
     def test_model_config_in_tritons_terms(self):
         config = V2.ModelConfig(v2.ModelConfigRequest(name="oip-int64s-x"), metadata=PREDICT, timeout=10).config
@@ -147,6 +148,33 @@ class OpenInferenceExtensions(unittest.TestCase):
         self.assertGreaterEqual(config.instance_group[0].count, 1)
         with self.assertRaises(grpc.RpcError) as caught:
             V2.ModelConfig(v2.ModelConfigRequest(name="oip-nothing"), metadata=PREDICT, timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_model_statistics_count_what_this_gateway_routed(self):
+        push_file("oip-stats", CONFIG["identity"]["int64s"])
+
+        def infer(shape, values):
+            tensor = v2.ModelInferRequest.InferInputTensor(name="x", datatype="INT64", shape=shape, contents=v2.InferTensorContents(int64_contents=values))
+            return V2.ModelInfer(v2.ModelInferRequest(model_name="oip-stats", inputs=[tensor]), metadata=PREDICT, timeout=30)
+
+        before = time.time() * 1000
+        for _ in range(3):
+            infer([2, 2], [1, 2, 3, 4])
+        with self.assertRaises(grpc.RpcError):
+            infer([1, 3], [1, 2, 3])  # the node refuses the shape: a failed inference of this version
+        stats = V2.ModelStatistics(v2.ModelStatisticsRequest(name="oip-stats"), metadata=PREDICT, timeout=10).model_stats
+        self.assertEqual(len(stats), 1)
+        s = stats[0]
+        self.assertEqual((s.name, s.version, s.inference_count, s.execution_count), ("oip-stats", "1", 6, 3))
+        self.assertEqual((s.inference_stats.success.count, s.inference_stats.fail.count), (3, 1))
+        self.assertEqual((s.inference_stats.queue.count, s.inference_stats.compute_infer.count), (3, 3))
+        self.assertGreater(s.inference_stats.success.ns, s.inference_stats.compute_infer.ns)
+        self.assertGreater(s.inference_stats.compute_infer.ns, 0)
+        self.assertGreaterEqual(s.last_inference, before - 1000)
+        everything = V2.ModelStatistics(v2.ModelStatisticsRequest(), metadata=PREDICT, timeout=10).model_stats
+        self.assertIn("oip-stats", [m.name for m in everything])
+        with self.assertRaises(grpc.RpcError) as caught:
+            V2.ModelStatistics(v2.ModelStatisticsRequest(name="oip-nothing"), metadata=PREDICT, timeout=10)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_stream_infer_answers_each_request_with_its_id_and_errors_alone(self):

@@ -196,6 +196,71 @@ export interface ModelConfigResponse {
   config: ModelConfig | undefined;
 }
 
+export interface ModelStatisticsRequest {
+  /** Empty: every model. */
+  name: string;
+  /** Empty: every version. */
+  version: string;
+}
+
+/** A count and the total time of what it counts. */
+export interface StatisticDuration {
+  count: bigint;
+  ns: bigint;
+}
+
+export interface InferStatistics {
+  /** Requests answered, and their whole time at the gateway. */
+  success:
+    | StatisticDuration
+    | undefined;
+  /** Requests failed, and their whole time at the gateway. */
+  fail:
+    | StatisticDuration
+    | undefined;
+  /** Wait in the answering node's queue. */
+  queue:
+    | StatisticDuration
+    | undefined;
+  /** Not measured separately: counted in compute_infer. */
+  computeInput:
+    | StatisticDuration
+    | undefined;
+  /** The answering node's run (onnxruntime and the batch split). */
+  computeInfer:
+    | StatisticDuration
+    | undefined;
+  /** Not measured separately: counted in compute_infer. */
+  computeOutput: StatisticDuration | undefined;
+}
+
+export interface InferBatchStatistics {
+  batchSize: bigint;
+  computeInput: StatisticDuration | undefined;
+  computeInfer: StatisticDuration | undefined;
+  computeOutput: StatisticDuration | undefined;
+}
+
+export interface ModelStatistics {
+  name: string;
+  version: string;
+  /** Epoch ms of the last inference request. */
+  lastInference: bigint;
+  /** Rows inferred successfully. */
+  inferenceCount: bigint;
+  /** Requests run successfully (a node's batcher may have run several of them together). */
+  executionCount: bigint;
+  inferenceStats:
+    | InferStatistics
+    | undefined;
+  /** Not kept: always empty. */
+  batchStats: InferBatchStatistics[];
+}
+
+export interface ModelStatisticsResponse {
+  modelStats: ModelStatistics[];
+}
+
 function createBaseServerLiveRequest(): ServerLiveRequest {
   return {};
 }
@@ -3196,6 +3261,784 @@ export const ModelConfigResponse: MessageFns<ModelConfigResponse> = {
   },
 };
 
+function createBaseModelStatisticsRequest(): ModelStatisticsRequest {
+  return { name: "", version: "" };
+}
+
+export const ModelStatisticsRequest: MessageFns<ModelStatisticsRequest> = {
+  encode(message: ModelStatisticsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelStatisticsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelStatisticsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelStatisticsRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+    };
+  },
+
+  toJSON(message: ModelStatisticsRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelStatisticsRequest>): ModelStatisticsRequest {
+    return ModelStatisticsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelStatisticsRequest>): ModelStatisticsRequest {
+    const message = createBaseModelStatisticsRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    return message;
+  },
+};
+
+function createBaseStatisticDuration(): StatisticDuration {
+  return { count: 0n, ns: 0n };
+}
+
+export const StatisticDuration: MessageFns<StatisticDuration> = {
+  encode(message: StatisticDuration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.count !== 0n) {
+      if (BigInt.asUintN(64, message.count) !== message.count) {
+        throw new globalThis.Error("value provided for field message.count of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.count);
+    }
+    if (message.ns !== 0n) {
+      if (BigInt.asUintN(64, message.ns) !== message.ns) {
+        throw new globalThis.Error("value provided for field message.ns of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.ns);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatisticDuration {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatisticDuration();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.count = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ns = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatisticDuration {
+    return { count: isSet(object.count) ? BigInt(object.count) : 0n, ns: isSet(object.ns) ? BigInt(object.ns) : 0n };
+  },
+
+  toJSON(message: StatisticDuration): unknown {
+    const obj: any = {};
+    if (message.count !== 0n) {
+      obj.count = message.count.toString();
+    }
+    if (message.ns !== 0n) {
+      obj.ns = message.ns.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatisticDuration>): StatisticDuration {
+    return StatisticDuration.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatisticDuration>): StatisticDuration {
+    const message = createBaseStatisticDuration();
+    message.count = (object.count !== undefined && object.count !== null) ? BigInt(object.count) : 0n;
+    message.ns = (object.ns !== undefined && object.ns !== null) ? BigInt(object.ns) : 0n;
+    return message;
+  },
+};
+
+function createBaseInferStatistics(): InferStatistics {
+  return {
+    success: undefined,
+    fail: undefined,
+    queue: undefined,
+    computeInput: undefined,
+    computeInfer: undefined,
+    computeOutput: undefined,
+  };
+}
+
+export const InferStatistics: MessageFns<InferStatistics> = {
+  encode(message: InferStatistics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== undefined) {
+      StatisticDuration.encode(message.success, writer.uint32(10).fork()).join();
+    }
+    if (message.fail !== undefined) {
+      StatisticDuration.encode(message.fail, writer.uint32(18).fork()).join();
+    }
+    if (message.queue !== undefined) {
+      StatisticDuration.encode(message.queue, writer.uint32(26).fork()).join();
+    }
+    if (message.computeInput !== undefined) {
+      StatisticDuration.encode(message.computeInput, writer.uint32(34).fork()).join();
+    }
+    if (message.computeInfer !== undefined) {
+      StatisticDuration.encode(message.computeInfer, writer.uint32(42).fork()).join();
+    }
+    if (message.computeOutput !== undefined) {
+      StatisticDuration.encode(message.computeOutput, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InferStatistics {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInferStatistics();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.success = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fail = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.queue = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.computeInput = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.computeInfer = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.computeOutput = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InferStatistics {
+    return {
+      success: isSet(object.success) ? StatisticDuration.fromJSON(object.success) : undefined,
+      fail: isSet(object.fail) ? StatisticDuration.fromJSON(object.fail) : undefined,
+      queue: isSet(object.queue) ? StatisticDuration.fromJSON(object.queue) : undefined,
+      computeInput: isSet(object.computeInput)
+        ? StatisticDuration.fromJSON(object.computeInput)
+        : isSet(object.compute_input)
+        ? StatisticDuration.fromJSON(object.compute_input)
+        : undefined,
+      computeInfer: isSet(object.computeInfer)
+        ? StatisticDuration.fromJSON(object.computeInfer)
+        : isSet(object.compute_infer)
+        ? StatisticDuration.fromJSON(object.compute_infer)
+        : undefined,
+      computeOutput: isSet(object.computeOutput)
+        ? StatisticDuration.fromJSON(object.computeOutput)
+        : isSet(object.compute_output)
+        ? StatisticDuration.fromJSON(object.compute_output)
+        : undefined,
+    };
+  },
+
+  toJSON(message: InferStatistics): unknown {
+    const obj: any = {};
+    if (message.success !== undefined) {
+      obj.success = StatisticDuration.toJSON(message.success);
+    }
+    if (message.fail !== undefined) {
+      obj.fail = StatisticDuration.toJSON(message.fail);
+    }
+    if (message.queue !== undefined) {
+      obj.queue = StatisticDuration.toJSON(message.queue);
+    }
+    if (message.computeInput !== undefined) {
+      obj.computeInput = StatisticDuration.toJSON(message.computeInput);
+    }
+    if (message.computeInfer !== undefined) {
+      obj.computeInfer = StatisticDuration.toJSON(message.computeInfer);
+    }
+    if (message.computeOutput !== undefined) {
+      obj.computeOutput = StatisticDuration.toJSON(message.computeOutput);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InferStatistics>): InferStatistics {
+    return InferStatistics.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InferStatistics>): InferStatistics {
+    const message = createBaseInferStatistics();
+    message.success = (object.success !== undefined && object.success !== null)
+      ? StatisticDuration.fromPartial(object.success)
+      : undefined;
+    message.fail = (object.fail !== undefined && object.fail !== null)
+      ? StatisticDuration.fromPartial(object.fail)
+      : undefined;
+    message.queue = (object.queue !== undefined && object.queue !== null)
+      ? StatisticDuration.fromPartial(object.queue)
+      : undefined;
+    message.computeInput = (object.computeInput !== undefined && object.computeInput !== null)
+      ? StatisticDuration.fromPartial(object.computeInput)
+      : undefined;
+    message.computeInfer = (object.computeInfer !== undefined && object.computeInfer !== null)
+      ? StatisticDuration.fromPartial(object.computeInfer)
+      : undefined;
+    message.computeOutput = (object.computeOutput !== undefined && object.computeOutput !== null)
+      ? StatisticDuration.fromPartial(object.computeOutput)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseInferBatchStatistics(): InferBatchStatistics {
+  return { batchSize: 0n, computeInput: undefined, computeInfer: undefined, computeOutput: undefined };
+}
+
+export const InferBatchStatistics: MessageFns<InferBatchStatistics> = {
+  encode(message: InferBatchStatistics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchSize !== 0n) {
+      if (BigInt.asUintN(64, message.batchSize) !== message.batchSize) {
+        throw new globalThis.Error("value provided for field message.batchSize of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.batchSize);
+    }
+    if (message.computeInput !== undefined) {
+      StatisticDuration.encode(message.computeInput, writer.uint32(18).fork()).join();
+    }
+    if (message.computeInfer !== undefined) {
+      StatisticDuration.encode(message.computeInfer, writer.uint32(26).fork()).join();
+    }
+    if (message.computeOutput !== undefined) {
+      StatisticDuration.encode(message.computeOutput, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InferBatchStatistics {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInferBatchStatistics();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchSize = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.computeInput = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.computeInfer = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.computeOutput = StatisticDuration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InferBatchStatistics {
+    return {
+      batchSize: isSet(object.batchSize)
+        ? BigInt(object.batchSize)
+        : isSet(object.batch_size)
+        ? BigInt(object.batch_size)
+        : 0n,
+      computeInput: isSet(object.computeInput)
+        ? StatisticDuration.fromJSON(object.computeInput)
+        : isSet(object.compute_input)
+        ? StatisticDuration.fromJSON(object.compute_input)
+        : undefined,
+      computeInfer: isSet(object.computeInfer)
+        ? StatisticDuration.fromJSON(object.computeInfer)
+        : isSet(object.compute_infer)
+        ? StatisticDuration.fromJSON(object.compute_infer)
+        : undefined,
+      computeOutput: isSet(object.computeOutput)
+        ? StatisticDuration.fromJSON(object.computeOutput)
+        : isSet(object.compute_output)
+        ? StatisticDuration.fromJSON(object.compute_output)
+        : undefined,
+    };
+  },
+
+  toJSON(message: InferBatchStatistics): unknown {
+    const obj: any = {};
+    if (message.batchSize !== 0n) {
+      obj.batchSize = message.batchSize.toString();
+    }
+    if (message.computeInput !== undefined) {
+      obj.computeInput = StatisticDuration.toJSON(message.computeInput);
+    }
+    if (message.computeInfer !== undefined) {
+      obj.computeInfer = StatisticDuration.toJSON(message.computeInfer);
+    }
+    if (message.computeOutput !== undefined) {
+      obj.computeOutput = StatisticDuration.toJSON(message.computeOutput);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InferBatchStatistics>): InferBatchStatistics {
+    return InferBatchStatistics.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InferBatchStatistics>): InferBatchStatistics {
+    const message = createBaseInferBatchStatistics();
+    message.batchSize = (object.batchSize !== undefined && object.batchSize !== null) ? BigInt(object.batchSize) : 0n;
+    message.computeInput = (object.computeInput !== undefined && object.computeInput !== null)
+      ? StatisticDuration.fromPartial(object.computeInput)
+      : undefined;
+    message.computeInfer = (object.computeInfer !== undefined && object.computeInfer !== null)
+      ? StatisticDuration.fromPartial(object.computeInfer)
+      : undefined;
+    message.computeOutput = (object.computeOutput !== undefined && object.computeOutput !== null)
+      ? StatisticDuration.fromPartial(object.computeOutput)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseModelStatistics(): ModelStatistics {
+  return {
+    name: "",
+    version: "",
+    lastInference: 0n,
+    inferenceCount: 0n,
+    executionCount: 0n,
+    inferenceStats: undefined,
+    batchStats: [],
+  };
+}
+
+export const ModelStatistics: MessageFns<ModelStatistics> = {
+  encode(message: ModelStatistics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.lastInference !== 0n) {
+      if (BigInt.asUintN(64, message.lastInference) !== message.lastInference) {
+        throw new globalThis.Error("value provided for field message.lastInference of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.lastInference);
+    }
+    if (message.inferenceCount !== 0n) {
+      if (BigInt.asUintN(64, message.inferenceCount) !== message.inferenceCount) {
+        throw new globalThis.Error("value provided for field message.inferenceCount of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.inferenceCount);
+    }
+    if (message.executionCount !== 0n) {
+      if (BigInt.asUintN(64, message.executionCount) !== message.executionCount) {
+        throw new globalThis.Error("value provided for field message.executionCount of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.executionCount);
+    }
+    if (message.inferenceStats !== undefined) {
+      InferStatistics.encode(message.inferenceStats, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.batchStats) {
+      InferBatchStatistics.encode(v!, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelStatistics {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelStatistics();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lastInference = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.inferenceCount = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.executionCount = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.inferenceStats = InferStatistics.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.batchStats.push(InferBatchStatistics.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelStatistics {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      lastInference: isSet(object.lastInference)
+        ? BigInt(object.lastInference)
+        : isSet(object.last_inference)
+        ? BigInt(object.last_inference)
+        : 0n,
+      inferenceCount: isSet(object.inferenceCount)
+        ? BigInt(object.inferenceCount)
+        : isSet(object.inference_count)
+        ? BigInt(object.inference_count)
+        : 0n,
+      executionCount: isSet(object.executionCount)
+        ? BigInt(object.executionCount)
+        : isSet(object.execution_count)
+        ? BigInt(object.execution_count)
+        : 0n,
+      inferenceStats: isSet(object.inferenceStats)
+        ? InferStatistics.fromJSON(object.inferenceStats)
+        : isSet(object.inference_stats)
+        ? InferStatistics.fromJSON(object.inference_stats)
+        : undefined,
+      batchStats: globalThis.Array.isArray(object?.batchStats)
+        ? object.batchStats.map((e: any) => InferBatchStatistics.fromJSON(e))
+        : globalThis.Array.isArray(object?.batch_stats)
+        ? object.batch_stats.map((e: any) => InferBatchStatistics.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelStatistics): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.lastInference !== 0n) {
+      obj.lastInference = message.lastInference.toString();
+    }
+    if (message.inferenceCount !== 0n) {
+      obj.inferenceCount = message.inferenceCount.toString();
+    }
+    if (message.executionCount !== 0n) {
+      obj.executionCount = message.executionCount.toString();
+    }
+    if (message.inferenceStats !== undefined) {
+      obj.inferenceStats = InferStatistics.toJSON(message.inferenceStats);
+    }
+    if (message.batchStats?.length) {
+      obj.batchStats = message.batchStats.map((e) => InferBatchStatistics.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelStatistics>): ModelStatistics {
+    return ModelStatistics.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelStatistics>): ModelStatistics {
+    const message = createBaseModelStatistics();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    message.lastInference = (object.lastInference !== undefined && object.lastInference !== null)
+      ? BigInt(object.lastInference)
+      : 0n;
+    message.inferenceCount = (object.inferenceCount !== undefined && object.inferenceCount !== null)
+      ? BigInt(object.inferenceCount)
+      : 0n;
+    message.executionCount = (object.executionCount !== undefined && object.executionCount !== null)
+      ? BigInt(object.executionCount)
+      : 0n;
+    message.inferenceStats = (object.inferenceStats !== undefined && object.inferenceStats !== null)
+      ? InferStatistics.fromPartial(object.inferenceStats)
+      : undefined;
+    message.batchStats = object.batchStats?.map((e) => InferBatchStatistics.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseModelStatisticsResponse(): ModelStatisticsResponse {
+  return { modelStats: [] };
+}
+
+export const ModelStatisticsResponse: MessageFns<ModelStatisticsResponse> = {
+  encode(message: ModelStatisticsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.modelStats) {
+      ModelStatistics.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelStatisticsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelStatisticsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modelStats.push(ModelStatistics.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelStatisticsResponse {
+    return {
+      modelStats: globalThis.Array.isArray(object?.modelStats)
+        ? object.modelStats.map((e: any) => ModelStatistics.fromJSON(e))
+        : globalThis.Array.isArray(object?.model_stats)
+        ? object.model_stats.map((e: any) => ModelStatistics.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ModelStatisticsResponse): unknown {
+    const obj: any = {};
+    if (message.modelStats?.length) {
+      obj.modelStats = message.modelStats.map((e) => ModelStatistics.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelStatisticsResponse>): ModelStatisticsResponse {
+    return ModelStatisticsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelStatisticsResponse>): ModelStatisticsResponse {
+    const message = createBaseModelStatisticsResponse();
+    message.modelStats = object.modelStats?.map((e) => ModelStatistics.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Health, metadata and inference for models served by the gateway. */
 export type GRPCInferenceServiceService = typeof GRPCInferenceServiceService;
 export const GRPCInferenceServiceService = {
@@ -3286,6 +4129,18 @@ export const GRPCInferenceServiceService = {
     responseSerialize: (value: ModelConfigResponse): Buffer => Buffer.from(ModelConfigResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModelConfigResponse => ModelConfigResponse.decode(value),
   },
+  /** Triton's extension: cumulative inference statistics per model version. */
+  modelStatistics: {
+    path: "/inference.GRPCInferenceService/ModelStatistics" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ModelStatisticsRequest): Buffer =>
+      Buffer.from(ModelStatisticsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ModelStatisticsRequest => ModelStatisticsRequest.decode(value),
+    responseSerialize: (value: ModelStatisticsResponse): Buffer =>
+      Buffer.from(ModelStatisticsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ModelStatisticsResponse => ModelStatisticsResponse.decode(value),
+  },
 } as const;
 
 export interface GRPCInferenceServiceServer extends UntypedServiceImplementation {
@@ -3308,6 +4163,8 @@ export interface GRPCInferenceServiceServer extends UntypedServiceImplementation
   modelStreamInfer: handleBidiStreamingCall<ModelInferRequest, ModelStreamInferResponse>;
   /** Triton's extension: the model's configuration in Triton's terms. */
   modelConfig: handleUnaryCall<ModelConfigRequest, ModelConfigResponse>;
+  /** Triton's extension: cumulative inference statistics per model version. */
+  modelStatistics: handleUnaryCall<ModelStatisticsRequest, ModelStatisticsResponse>;
 }
 
 export interface GRPCInferenceServiceClient extends Client {
@@ -3432,6 +4289,22 @@ export interface GRPCInferenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModelConfigResponse) => void,
+  ): ClientUnaryCall;
+  /** Triton's extension: cumulative inference statistics per model version. */
+  modelStatistics(
+    request: ModelStatisticsRequest,
+    callback: (error: ServiceError | null, response: ModelStatisticsResponse) => void,
+  ): ClientUnaryCall;
+  modelStatistics(
+    request: ModelStatisticsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ModelStatisticsResponse) => void,
+  ): ClientUnaryCall;
+  modelStatistics(
+    request: ModelStatisticsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ModelStatisticsResponse) => void,
   ): ClientUnaryCall;
 }
 
