@@ -178,6 +178,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     modelMetadata: (request, call) => gatewayService.modelMetadata(request, call),
     ready: () => pool.all().length > 0,
     statistics,
+    repositoryIndex: (readyOnly, call) => gatewayService.repositoryIndex(readyOnly, call),
+    loadModel: (name, call) => gatewayService.loadModel(name, call),
+    unloadModel: (name, call) => gatewayService.unloadModel(name, call),
   });
   server.addService('inference.GRPCInferenceService', kserve.GRPCInferenceServiceService, kserveService.handlers());
   // Reflection from protoc's own descriptors, listing exactly the services answered here (what grpcurl

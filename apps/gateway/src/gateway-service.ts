@@ -10,7 +10,7 @@ import {
   type PredictResponse,
 } from '@maas/proto';
 import { REQUEST_ID_HEADER } from '@maas/observability';
-import { callDeadlineMs, callSignal, callUnary, unary, type ServerSurfaceCall } from '@maas/rpc';
+import { callDeadlineMs, callSignal, callUnary, unary, UnavailableError, validateModelName, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
 import type { NodePool } from './node-pool';
@@ -76,6 +76,50 @@ export class GatewayService {
     this.auth.authorize(call, 'predict');
     const v = await this.router.resolve(req, contextOf(call));
     return { model: v.model, version: v.version, inputs: v.inputs, outputs: v.outputs, runtime: v.runtime, state: v.state, sha256: v.sha256 };
+  }
+
+  /**
+   * Models as the Open Inference Protocol's repository index shows them: one
+   * entry per version loaded on some node (READY), and one without a version
+   * (UNAVAILABLE) for a model loaded nowhere, which loads on its first request.
+   */
+  async repositoryIndex(readyOnly: boolean, call: ServerSurfaceCall): Promise<Array<{ name: string; version: string; state: string; reason: string }>> {
+    this.auth.authorize(call, 'predict');
+    const names: string[] = [];
+    let pageToken = '';
+    do {
+      const page = await this.registry().listModels({ pageSize: 1000, pageToken }, { deadlineMs: callDeadlineMs(call) });
+      names.push(...page.models.map((m) => m.name));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    const loaded = new Map<string, Set<number>>();
+    for (const node of await this.listNodes()) for (const m of node.loaded) (loaded.get(m.model) ?? loaded.set(m.model, new Set()).get(m.model)!).add(m.version);
+    return names.sort().flatMap((name) => {
+      const versions = [...(loaded.get(name) ?? [])].sort((a, b) => a - b);
+      if (versions.length > 0) return versions.map((v) => ({ name, version: String(v), state: 'READY', reason: '' }));
+      return readyOnly ? [] : [{ name, version: '', state: 'UNAVAILABLE', reason: 'loaded on no node: it loads on its first request, or on RepositoryModelLoad' }];
+    });
+  }
+
+  /** Loads the version a model serves (production, else latest READY) on its home nodes (admin). */
+  async loadModel(name: string, call: ServerSurfaceCall): Promise<void> {
+    this.auth.authorize(call, 'admin');
+    const version = await this.router.resolve({ model: name, version: 0, alias: '' }, contextOf(call));
+    const homes = this.router.homesOf(version.model, version.version);
+    if (homes.length === 0) throw new UnavailableError(`no healthy inference node to load ${version.model}:${version.version} on`);
+    await Promise.all(homes.map((node) => callUnary(node.client.loadModel.bind(node.client), { model: version.model, version: version.version }, { deadlineMs: callDeadlineMs(call) })));
+  }
+
+  /** Unloads every version of a model from every node that holds it (admin); it loads again on its next request. */
+  async unloadModel(name: string, call: ServerSurfaceCall): Promise<void> {
+    this.auth.authorize(call, 'admin');
+    validateModelName(name);
+    const holders = await Promise.all(
+      this.pool.all().map(async (node) => ({ node, loaded: (await callUnary(node.client.listLoaded.bind(node.client), {}, { timeoutMs: 2000 })).models.filter((m) => m.model === name) })),
+    );
+    await Promise.all(
+      holders.flatMap(({ node, loaded }) => loaded.map((m) => callUnary(node.client.unloadModel.bind(node.client), { model: m.model, version: m.version }, { deadlineMs: callDeadlineMs(call) }))),
+    );
   }
 
   private async listNodes(): Promise<NodeInfo[]> {

@@ -179,6 +179,11 @@ export class PredictRouter {
     return [...homes, ...usable.slice(this.k), ...ejected];
   }
 
+  /** The nodes a version lives on: its first {@link PredictRouterOptions.homeNodes} candidates. */
+  homesOf(model: string, version: number): NodeHandle[] {
+    return this.candidates(model, version).slice(0, this.k);
+  }
+
   /** Leaves a node out for a while when it answers far slower than its peers on the same model version. */
   private noteLatency(key: string, node: NodeHandle, ms: number): void {
     const id = node.instance.id;

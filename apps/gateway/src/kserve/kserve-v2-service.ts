@@ -23,6 +23,12 @@ export interface KserveBackend {
   ready(): boolean;
   /** What the gateway has counted of the inferences it routed. */
   statistics: ModelStatistics;
+  /** The models, and which of their versions some node has loaded (checks the predict scope). */
+  repositoryIndex(readyOnly: boolean, call: ServerSurfaceCall): Promise<kserve.RepositoryIndexResponse_ModelIndex[]>;
+  /** Loads a model's serving version on its home nodes (checks the admin scope). */
+  loadModel(name: string, call: ServerSurfaceCall): Promise<void>;
+  /** Unloads a model from every node (checks the admin scope). */
+  unloadModel(name: string, call: ServerSurfaceCall): Promise<void>;
 }
 
 /** Options of {@link KserveV2Service}. */
@@ -36,9 +42,14 @@ export interface KserveV2ServiceOptions {
 const NOT_READY_CODES = new Set([status.NOT_FOUND, status.FAILED_PRECONDITION, status.UNAVAILABLE]);
 
 /** Triton's names of the protocol extensions this server answers (ServerMetadata lists them). */
-export const SUPPORTED_EXTENSIONS = ['model_configuration', 'statistics'];
+export const SUPPORTED_EXTENSIONS = ['model_repository', 'model_configuration', 'statistics'];
 
 const none = (): Duration => ({ count: 0, ns: 0 });
+
+function modelNameOf(name: string): string {
+  if (!name) throw new InvalidArgumentError('model_name is empty: expected the name of a registered model');
+  return name;
+}
 const duration = (d: Duration): kserve.StatisticDuration => ({ count: BigInt(d.count), ns: BigInt(d.ns) });
 
 /** Requests of one ModelStreamInfer stream running at once; the stream is read no further meanwhile. */
@@ -73,6 +84,17 @@ export class KserveV2Service {
       modelConfig: unary('ModelConfig', (request: kserve.ModelConfigRequest, call) => this.modelConfig(request, call)),
       modelStreamInfer: (call) => this.modelStreamInfer(call),
       modelStatistics: unary('ModelStatistics', (request: kserve.ModelStatisticsRequest, call) => this.modelStatistics(request, call)),
+      repositoryIndex: unary('RepositoryIndex', async (request: kserve.RepositoryIndexRequest, call) => ({ models: await this.backend.repositoryIndex(request.ready, call) })),
+      repositoryModelLoad: unary('RepositoryModelLoad', async (request: kserve.RepositoryModelLoadRequest, call) => {
+        await this.backend.loadModel(modelNameOf(request.modelName), call);
+        return {};
+      }),
+      repositoryModelUnload: unary('RepositoryModelUnload', async (request: kserve.RepositoryModelUnloadRequest, call) => {
+        const names = Object.keys(request.parameters);
+        if (names.length > 0) throw new InvalidArgumentError(`parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} not supported: RepositoryModelUnload takes none`);
+        await this.backend.unloadModel(modelNameOf(request.modelName), call);
+        return {};
+      }),
     };
   }
 

@@ -132,7 +132,7 @@ class OpenInferenceExtensions(unittest.TestCase):
 
     def test_server_metadata_lists_the_extensions_served(self):
         answer = V2.ServerMetadata(v2.ServerMetadataRequest(), metadata=PREDICT, timeout=10)
-        self.assertEqual(list(answer.extensions), ["model_configuration", "statistics"])
+        self.assertEqual(list(answer.extensions), ["model_repository", "model_configuration", "statistics"])
 
     def test_model_config_in_tritons_terms(self):
         config = V2.ModelConfig(v2.ModelConfigRequest(name="oip-int64s-x"), metadata=PREDICT, timeout=10).config
@@ -175,6 +175,35 @@ class OpenInferenceExtensions(unittest.TestCase):
         self.assertIn("oip-stats", [m.name for m in everything])
         with self.assertRaises(grpc.RpcError) as caught:
             V2.ModelStatistics(v2.ModelStatisticsRequest(name="oip-nothing"), metadata=PREDICT, timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_repository_index_load_and_unload(self):
+        push_file("oip-repo", CONFIG["identity"]["int64s"])
+
+        def entries(ready=False):
+            index = V2.RepositoryIndex(v2.RepositoryIndexRequest(ready=ready), metadata=PREDICT, timeout=10)
+            return [(m.version, m.state) for m in index.models if m.name == "oip-repo"]
+
+        self.assertEqual(entries(), [("", "UNAVAILABLE")])
+        self.assertEqual(entries(ready=True), [])
+        with self.assertRaises(grpc.RpcError) as caught:
+            V2.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="oip-repo"), metadata=PREDICT, timeout=30)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        V2.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="oip-repo"), metadata=ADMIN, timeout=30)
+        self.assertEqual(entries(ready=True), [("1", "READY")])
+        unload = v2.RepositoryModelUnloadRequest(model_name="oip-repo")
+        unload.parameters["unload_dependents"].bool_param = True
+        with self.assertRaises(grpc.RpcError) as caught:
+            V2.RepositoryModelUnload(unload, metadata=ADMIN, timeout=30)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        V2.RepositoryModelUnload(v2.RepositoryModelUnloadRequest(model_name="oip-repo"), metadata=ADMIN, timeout=30)
+        self.assertEqual(entries(), [("", "UNAVAILABLE")])
+        # Unloaded is not gone: the next request loads it again.
+        tensor = v2.ModelInferRequest.InferInputTensor(name="x", datatype="INT64", shape=[1, 2], contents=v2.InferTensorContents(int64_contents=[7, 8]))
+        answer = V2.ModelInfer(v2.ModelInferRequest(model_name="oip-repo", inputs=[tensor]), metadata=PREDICT, timeout=30)
+        self.assertEqual(list(struct.unpack("<2q", answer.raw_output_contents[0])), [7, 8])
+        with self.assertRaises(grpc.RpcError) as caught:
+            V2.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="oip-nothing"), metadata=ADMIN, timeout=30)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_stream_infer_answers_each_request_with_its_id_and_errors_alone(self):

@@ -261,6 +261,55 @@ export interface ModelStatisticsResponse {
   modelStats: ModelStatistics[];
 }
 
+export interface ModelRepositoryParameter {
+  parameterChoice: { $case: "boolParam"; value: boolean } | { $case: "int64Param"; value: bigint } | {
+    $case: "stringParam";
+    value: string;
+  } | undefined;
+}
+
+export interface RepositoryIndexRequest {
+  /** One repository here: any name is it. */
+  repositoryName: string;
+  /** Only models loaded on some node. */
+  ready: boolean;
+}
+
+export interface RepositoryIndexResponse {
+  models: RepositoryIndexResponse_ModelIndex[];
+}
+
+export interface RepositoryIndexResponse_ModelIndex {
+  name: string;
+  version: string;
+  /** READY: loaded on some node; UNAVAILABLE: loaded nowhere (it loads on its first request). */
+  state: string;
+  reason: string;
+}
+
+export interface RepositoryModelLoadRequest {
+  repositoryName: string;
+  modelName: string;
+}
+
+export interface RepositoryModelLoadResponse {
+}
+
+export interface RepositoryModelUnloadRequest {
+  repositoryName: string;
+  modelName: string;
+  /** None is honoured: any is INVALID_ARGUMENT. */
+  parameters: { [key: string]: ModelRepositoryParameter };
+}
+
+export interface RepositoryModelUnloadRequest_ParametersEntry {
+  key: string;
+  value: ModelRepositoryParameter | undefined;
+}
+
+export interface RepositoryModelUnloadResponse {
+}
+
 function createBaseServerLiveRequest(): ServerLiveRequest {
   return {};
 }
@@ -4039,6 +4088,842 @@ export const ModelStatisticsResponse: MessageFns<ModelStatisticsResponse> = {
   },
 };
 
+function createBaseModelRepositoryParameter(): ModelRepositoryParameter {
+  return { parameterChoice: undefined };
+}
+
+export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
+  encode(message: ModelRepositoryParameter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.parameterChoice?.$case) {
+      case "boolParam":
+        writer.uint32(8).bool(message.parameterChoice.value);
+        break;
+      case "int64Param":
+        if (BigInt.asIntN(64, message.parameterChoice.value) !== message.parameterChoice.value) {
+          throw new globalThis.Error("value provided for field message.parameterChoice.value of type int64 too large");
+        }
+        writer.uint32(16).int64(message.parameterChoice.value);
+        break;
+      case "stringParam":
+        writer.uint32(26).string(message.parameterChoice.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ModelRepositoryParameter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseModelRepositoryParameter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "boolParam", value: reader.bool() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "int64Param", value: reader.int64() as bigint };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "stringParam", value: reader.string() };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ModelRepositoryParameter {
+    return {
+      parameterChoice: isSet(object.boolParam)
+        ? { $case: "boolParam", value: globalThis.Boolean(object.boolParam) }
+        : isSet(object.bool_param)
+        ? { $case: "boolParam", value: globalThis.Boolean(object.bool_param) }
+        : isSet(object.int64Param)
+        ? { $case: "int64Param", value: BigInt(object.int64Param) }
+        : isSet(object.int64_param)
+        ? { $case: "int64Param", value: BigInt(object.int64_param) }
+        : isSet(object.stringParam)
+        ? { $case: "stringParam", value: globalThis.String(object.stringParam) }
+        : isSet(object.string_param)
+        ? { $case: "stringParam", value: globalThis.String(object.string_param) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: ModelRepositoryParameter): unknown {
+    const obj: any = {};
+    if (message.parameterChoice?.$case === "boolParam") {
+      obj.boolParam = message.parameterChoice.value;
+    } else if (message.parameterChoice?.$case === "int64Param") {
+      obj.int64Param = message.parameterChoice.value.toString();
+    } else if (message.parameterChoice?.$case === "stringParam") {
+      obj.stringParam = message.parameterChoice.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ModelRepositoryParameter>): ModelRepositoryParameter {
+    return ModelRepositoryParameter.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ModelRepositoryParameter>): ModelRepositoryParameter {
+    const message = createBaseModelRepositoryParameter();
+    switch (object.parameterChoice?.$case) {
+      case "boolParam": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "boolParam", value: object.parameterChoice.value };
+        }
+        break;
+      }
+      case "int64Param": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "int64Param", value: BigInt(object.parameterChoice.value) };
+        }
+        break;
+      }
+      case "stringParam": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "stringParam", value: object.parameterChoice.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRepositoryIndexRequest(): RepositoryIndexRequest {
+  return { repositoryName: "", ready: false };
+}
+
+export const RepositoryIndexRequest: MessageFns<RepositoryIndexRequest> = {
+  encode(message: RepositoryIndexRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.repositoryName !== "") {
+      writer.uint32(10).string(message.repositoryName);
+    }
+    if (message.ready !== false) {
+      writer.uint32(16).bool(message.ready);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryIndexRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryIndexRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.repositoryName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ready = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryIndexRequest {
+    return {
+      repositoryName: isSet(object.repositoryName)
+        ? globalThis.String(object.repositoryName)
+        : isSet(object.repository_name)
+        ? globalThis.String(object.repository_name)
+        : "",
+      ready: isSet(object.ready) ? globalThis.Boolean(object.ready) : false,
+    };
+  },
+
+  toJSON(message: RepositoryIndexRequest): unknown {
+    const obj: any = {};
+    if (message.repositoryName !== "") {
+      obj.repositoryName = message.repositoryName;
+    }
+    if (message.ready !== false) {
+      obj.ready = message.ready;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryIndexRequest>): RepositoryIndexRequest {
+    return RepositoryIndexRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepositoryIndexRequest>): RepositoryIndexRequest {
+    const message = createBaseRepositoryIndexRequest();
+    message.repositoryName = object.repositoryName ?? "";
+    message.ready = object.ready ?? false;
+    return message;
+  },
+};
+
+function createBaseRepositoryIndexResponse(): RepositoryIndexResponse {
+  return { models: [] };
+}
+
+export const RepositoryIndexResponse: MessageFns<RepositoryIndexResponse> = {
+  encode(message: RepositoryIndexResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.models) {
+      RepositoryIndexResponse_ModelIndex.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryIndexResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryIndexResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.models.push(RepositoryIndexResponse_ModelIndex.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryIndexResponse {
+    return {
+      models: globalThis.Array.isArray(object?.models)
+        ? object.models.map((e: any) => RepositoryIndexResponse_ModelIndex.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RepositoryIndexResponse): unknown {
+    const obj: any = {};
+    if (message.models?.length) {
+      obj.models = message.models.map((e) => RepositoryIndexResponse_ModelIndex.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryIndexResponse>): RepositoryIndexResponse {
+    return RepositoryIndexResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepositoryIndexResponse>): RepositoryIndexResponse {
+    const message = createBaseRepositoryIndexResponse();
+    message.models = object.models?.map((e) => RepositoryIndexResponse_ModelIndex.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRepositoryIndexResponse_ModelIndex(): RepositoryIndexResponse_ModelIndex {
+  return { name: "", version: "", state: "", reason: "" };
+}
+
+export const RepositoryIndexResponse_ModelIndex: MessageFns<RepositoryIndexResponse_ModelIndex> = {
+  encode(message: RepositoryIndexResponse_ModelIndex, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.state !== "") {
+      writer.uint32(26).string(message.state);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryIndexResponse_ModelIndex {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryIndexResponse_ModelIndex();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryIndexResponse_ModelIndex {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RepositoryIndexResponse_ModelIndex): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryIndexResponse_ModelIndex>): RepositoryIndexResponse_ModelIndex {
+    return RepositoryIndexResponse_ModelIndex.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepositoryIndexResponse_ModelIndex>): RepositoryIndexResponse_ModelIndex {
+    const message = createBaseRepositoryIndexResponse_ModelIndex();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    message.state = object.state ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRepositoryModelLoadRequest(): RepositoryModelLoadRequest {
+  return { repositoryName: "", modelName: "" };
+}
+
+export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> = {
+  encode(message: RepositoryModelLoadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.repositoryName !== "") {
+      writer.uint32(10).string(message.repositoryName);
+    }
+    if (message.modelName !== "") {
+      writer.uint32(18).string(message.modelName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelLoadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelLoadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.repositoryName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryModelLoadRequest {
+    return {
+      repositoryName: isSet(object.repositoryName)
+        ? globalThis.String(object.repositoryName)
+        : isSet(object.repository_name)
+        ? globalThis.String(object.repository_name)
+        : "",
+      modelName: isSet(object.modelName)
+        ? globalThis.String(object.modelName)
+        : isSet(object.model_name)
+        ? globalThis.String(object.model_name)
+        : "",
+    };
+  },
+
+  toJSON(message: RepositoryModelLoadRequest): unknown {
+    const obj: any = {};
+    if (message.repositoryName !== "") {
+      obj.repositoryName = message.repositoryName;
+    }
+    if (message.modelName !== "") {
+      obj.modelName = message.modelName;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryModelLoadRequest>): RepositoryModelLoadRequest {
+    return RepositoryModelLoadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepositoryModelLoadRequest>): RepositoryModelLoadRequest {
+    const message = createBaseRepositoryModelLoadRequest();
+    message.repositoryName = object.repositoryName ?? "";
+    message.modelName = object.modelName ?? "";
+    return message;
+  },
+};
+
+function createBaseRepositoryModelLoadResponse(): RepositoryModelLoadResponse {
+  return {};
+}
+
+export const RepositoryModelLoadResponse: MessageFns<RepositoryModelLoadResponse> = {
+  encode(_: RepositoryModelLoadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelLoadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelLoadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RepositoryModelLoadResponse {
+    return {};
+  },
+
+  toJSON(_: RepositoryModelLoadResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryModelLoadResponse>): RepositoryModelLoadResponse {
+    return RepositoryModelLoadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RepositoryModelLoadResponse>): RepositoryModelLoadResponse {
+    const message = createBaseRepositoryModelLoadResponse();
+    return message;
+  },
+};
+
+function createBaseRepositoryModelUnloadRequest(): RepositoryModelUnloadRequest {
+  return { repositoryName: "", modelName: "", parameters: {} };
+}
+
+export const RepositoryModelUnloadRequest: MessageFns<RepositoryModelUnloadRequest> = {
+  encode(message: RepositoryModelUnloadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.repositoryName !== "") {
+      writer.uint32(10).string(message.repositoryName);
+    }
+    if (message.modelName !== "") {
+      writer.uint32(18).string(message.modelName);
+    }
+    globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, ModelRepositoryParameter]) => {
+      RepositoryModelUnloadRequest_ParametersEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelUnloadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelUnloadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.repositoryName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = RepositoryModelUnloadRequest_ParametersEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.parameters[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryModelUnloadRequest {
+    return {
+      repositoryName: isSet(object.repositoryName)
+        ? globalThis.String(object.repositoryName)
+        : isSet(object.repository_name)
+        ? globalThis.String(object.repository_name)
+        : "",
+      modelName: isSet(object.modelName)
+        ? globalThis.String(object.modelName)
+        : isSet(object.model_name)
+        ? globalThis.String(object.model_name)
+        : "",
+      parameters: isObject(object.parameters)
+        ? (globalThis.Object.entries(object.parameters) as [string, any][]).reduce(
+          (acc: { [key: string]: ModelRepositoryParameter }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ModelRepositoryParameter.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: RepositoryModelUnloadRequest): unknown {
+    const obj: any = {};
+    if (message.repositoryName !== "") {
+      obj.repositoryName = message.repositoryName;
+    }
+    if (message.modelName !== "") {
+      obj.modelName = message.modelName;
+    }
+    if (message.parameters) {
+      const entries = globalThis.Object.entries(message.parameters) as [string, ModelRepositoryParameter][];
+      if (entries.length > 0) {
+        obj.parameters = {};
+        entries.forEach(([k, v]) => {
+          obj.parameters[k] = ModelRepositoryParameter.toJSON(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryModelUnloadRequest>): RepositoryModelUnloadRequest {
+    return RepositoryModelUnloadRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepositoryModelUnloadRequest>): RepositoryModelUnloadRequest {
+    const message = createBaseRepositoryModelUnloadRequest();
+    message.repositoryName = object.repositoryName ?? "";
+    message.modelName = object.modelName ?? "";
+    message.parameters = (globalThis.Object.entries(object.parameters ?? {}) as [string, ModelRepositoryParameter][])
+      .reduce((acc: { [key: string]: ModelRepositoryParameter }, [key, value]: [string, ModelRepositoryParameter]) => {
+        if (value !== undefined) {
+          acc[key] = ModelRepositoryParameter.fromPartial(value);
+        }
+        return acc;
+      }, {});
+    return message;
+  },
+};
+
+function createBaseRepositoryModelUnloadRequest_ParametersEntry(): RepositoryModelUnloadRequest_ParametersEntry {
+  return { key: "", value: undefined };
+}
+
+export const RepositoryModelUnloadRequest_ParametersEntry: MessageFns<RepositoryModelUnloadRequest_ParametersEntry> = {
+  encode(
+    message: RepositoryModelUnloadRequest_ParametersEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ModelRepositoryParameter.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelUnloadRequest_ParametersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelUnloadRequest_ParametersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ModelRepositoryParameter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryModelUnloadRequest_ParametersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ModelRepositoryParameter.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: RepositoryModelUnloadRequest_ParametersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ModelRepositoryParameter.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(
+    base?: DeepPartial<RepositoryModelUnloadRequest_ParametersEntry>,
+  ): RepositoryModelUnloadRequest_ParametersEntry {
+    return RepositoryModelUnloadRequest_ParametersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<RepositoryModelUnloadRequest_ParametersEntry>,
+  ): RepositoryModelUnloadRequest_ParametersEntry {
+    const message = createBaseRepositoryModelUnloadRequest_ParametersEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ModelRepositoryParameter.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRepositoryModelUnloadResponse(): RepositoryModelUnloadResponse {
+  return {};
+}
+
+export const RepositoryModelUnloadResponse: MessageFns<RepositoryModelUnloadResponse> = {
+  encode(_: RepositoryModelUnloadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelUnloadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelUnloadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RepositoryModelUnloadResponse {
+    return {};
+  },
+
+  toJSON(_: RepositoryModelUnloadResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryModelUnloadResponse>): RepositoryModelUnloadResponse {
+    return RepositoryModelUnloadResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RepositoryModelUnloadResponse>): RepositoryModelUnloadResponse {
+    const message = createBaseRepositoryModelUnloadResponse();
+    return message;
+  },
+};
+
 /** Health, metadata and inference for models served by the gateway. */
 export type GRPCInferenceServiceService = typeof GRPCInferenceServiceService;
 export const GRPCInferenceServiceService = {
@@ -4141,6 +5026,42 @@ export const GRPCInferenceServiceService = {
       Buffer.from(ModelStatisticsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModelStatisticsResponse => ModelStatisticsResponse.decode(value),
   },
+  /** Triton's model-repository extension: the models and what is loaded. */
+  repositoryIndex: {
+    path: "/inference.GRPCInferenceService/RepositoryIndex" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RepositoryIndexRequest): Buffer =>
+      Buffer.from(RepositoryIndexRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RepositoryIndexRequest => RepositoryIndexRequest.decode(value),
+    responseSerialize: (value: RepositoryIndexResponse): Buffer =>
+      Buffer.from(RepositoryIndexResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RepositoryIndexResponse => RepositoryIndexResponse.decode(value),
+  },
+  /** Loads the version a model serves on its home nodes. */
+  repositoryModelLoad: {
+    path: "/inference.GRPCInferenceService/RepositoryModelLoad" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RepositoryModelLoadRequest): Buffer =>
+      Buffer.from(RepositoryModelLoadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RepositoryModelLoadRequest => RepositoryModelLoadRequest.decode(value),
+    responseSerialize: (value: RepositoryModelLoadResponse): Buffer =>
+      Buffer.from(RepositoryModelLoadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RepositoryModelLoadResponse => RepositoryModelLoadResponse.decode(value),
+  },
+  /** Unloads a model from every node that holds it. */
+  repositoryModelUnload: {
+    path: "/inference.GRPCInferenceService/RepositoryModelUnload" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RepositoryModelUnloadRequest): Buffer =>
+      Buffer.from(RepositoryModelUnloadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RepositoryModelUnloadRequest => RepositoryModelUnloadRequest.decode(value),
+    responseSerialize: (value: RepositoryModelUnloadResponse): Buffer =>
+      Buffer.from(RepositoryModelUnloadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RepositoryModelUnloadResponse => RepositoryModelUnloadResponse.decode(value),
+  },
 } as const;
 
 export interface GRPCInferenceServiceServer extends UntypedServiceImplementation {
@@ -4165,6 +5086,12 @@ export interface GRPCInferenceServiceServer extends UntypedServiceImplementation
   modelConfig: handleUnaryCall<ModelConfigRequest, ModelConfigResponse>;
   /** Triton's extension: cumulative inference statistics per model version. */
   modelStatistics: handleUnaryCall<ModelStatisticsRequest, ModelStatisticsResponse>;
+  /** Triton's model-repository extension: the models and what is loaded. */
+  repositoryIndex: handleUnaryCall<RepositoryIndexRequest, RepositoryIndexResponse>;
+  /** Loads the version a model serves on its home nodes. */
+  repositoryModelLoad: handleUnaryCall<RepositoryModelLoadRequest, RepositoryModelLoadResponse>;
+  /** Unloads a model from every node that holds it. */
+  repositoryModelUnload: handleUnaryCall<RepositoryModelUnloadRequest, RepositoryModelUnloadResponse>;
 }
 
 export interface GRPCInferenceServiceClient extends Client {
@@ -4305,6 +5232,54 @@ export interface GRPCInferenceServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModelStatisticsResponse) => void,
+  ): ClientUnaryCall;
+  /** Triton's model-repository extension: the models and what is loaded. */
+  repositoryIndex(
+    request: RepositoryIndexRequest,
+    callback: (error: ServiceError | null, response: RepositoryIndexResponse) => void,
+  ): ClientUnaryCall;
+  repositoryIndex(
+    request: RepositoryIndexRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RepositoryIndexResponse) => void,
+  ): ClientUnaryCall;
+  repositoryIndex(
+    request: RepositoryIndexRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RepositoryIndexResponse) => void,
+  ): ClientUnaryCall;
+  /** Loads the version a model serves on its home nodes. */
+  repositoryModelLoad(
+    request: RepositoryModelLoadRequest,
+    callback: (error: ServiceError | null, response: RepositoryModelLoadResponse) => void,
+  ): ClientUnaryCall;
+  repositoryModelLoad(
+    request: RepositoryModelLoadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RepositoryModelLoadResponse) => void,
+  ): ClientUnaryCall;
+  repositoryModelLoad(
+    request: RepositoryModelLoadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RepositoryModelLoadResponse) => void,
+  ): ClientUnaryCall;
+  /** Unloads a model from every node that holds it. */
+  repositoryModelUnload(
+    request: RepositoryModelUnloadRequest,
+    callback: (error: ServiceError | null, response: RepositoryModelUnloadResponse) => void,
+  ): ClientUnaryCall;
+  repositoryModelUnload(
+    request: RepositoryModelUnloadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RepositoryModelUnloadResponse) => void,
+  ): ClientUnaryCall;
+  repositoryModelUnload(
+    request: RepositoryModelUnloadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RepositoryModelUnloadResponse) => void,
   ): ClientUnaryCall;
 }
 
