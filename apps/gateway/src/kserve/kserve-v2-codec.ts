@@ -72,12 +72,10 @@ function bytesElement(name: string, index: number, bytes: Uint8Array): string {
 }
 
 /** Any parameter a request, an input or an output carries is refused: none is honoured yet (the README lists them). */
-function refuseParameters(where: string, parameters: Record<string, unknown> | undefined): void {
+export function refuseParameters(where: string, parameters: Record<string, unknown> | undefined, honoured = 'this server honours no inference parameters (priority, timeout, sequences, classification, shared memory)'): void {
   const names = Object.keys(parameters ?? {});
   if (names.length > 0) {
-    throw new InvalidArgumentError(
-      `${where}: parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} not supported: this server honours no inference parameters (priority, timeout, sequences, classification, shared memory); send none`,
-    );
+    throw new InvalidArgumentError(`${where}: parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} not supported: ${honoured}; send none`);
   }
 }
 

@@ -9,7 +9,7 @@ import {
 } from '@maas/proto';
 import { InvalidArgumentError, statusOf, toServerError, unary, type ServerSurfaceCall } from '@maas/rpc';
 import type { Duration, ModelStatistics } from '../model-statistics';
-import { fromModelInferRequest, parseV2Version, toModelConfig, toModelInferResponse, toTensorMetadata } from './kserve-v2-codec';
+import { fromModelInferRequest, parseV2Version, refuseParameters, toModelConfig, toModelInferResponse, toTensorMetadata } from './kserve-v2-codec';
 
 /** What the Open Inference Protocol service needs from the gateway. */
 export interface KserveBackend {
@@ -90,8 +90,7 @@ export class KserveV2Service {
         return {};
       }),
       repositoryModelUnload: unary('RepositoryModelUnload', async (request: kserve.RepositoryModelUnloadRequest, call) => {
-        const names = Object.keys(request.parameters);
-        if (names.length > 0) throw new InvalidArgumentError(`parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} not supported: RepositoryModelUnload takes none`);
+        refuseParameters('RepositoryModelUnload', request.parameters, 'it takes none');
         await this.backend.unloadModel(modelNameOf(request.modelName), call);
         return {};
       }),
