@@ -31,6 +31,11 @@ const RPCS: Array<{ service: 'gateway' | 'registry' | 'kserve'; method: string; 
   { service: 'registry', method: 'deleteModel', scope: 'admin', request: () => ({ name: 'scratch' }) },
   { service: 'kserve', method: 'modelInfer', scope: 'predict', request: () => ({ modelName: 'acl', modelVersion: '', id: '', parameters: {}, inputs: [{ name: 'input', datatype: 'FP32', shape: [1n, 4n], parameters: {}, contents: undefined }], outputs: [], rawInputContents: [Buffer.alloc(16)] }) },
   { service: 'kserve', method: 'modelMetadata', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
+  { service: 'kserve', method: 'modelConfig', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
+  { service: 'kserve', method: 'modelStatistics', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
+  { service: 'kserve', method: 'repositoryIndex', scope: 'predict', request: () => ({ repositoryName: '', ready: false }) },
+  { service: 'kserve', method: 'repositoryModelLoad', scope: 'admin', request: () => ({ repositoryName: '', modelName: 'acl' }) },
+  { service: 'kserve', method: 'repositoryModelUnload', scope: 'admin', request: () => ({ repositoryName: '', modelName: 'acl', parameters: {} }) },
 ];
 
 describe('access control of every public RPC', () => {
