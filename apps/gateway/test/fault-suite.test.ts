@@ -221,12 +221,19 @@ describe('faults under load', () => {
     // share the cores and allocate meanwhile (one CI run saw 1.26x), so the bar there is 1.5x.
     const bar = Number(process.env.MAAS_RSS_BAR ?? 1.5);
     // A node that loaded the model during the overload (a hedged copy reached it) keeps it: its baseline
-    // grows by what the node itself accounts for the versions it has loaded.
-    const modelsAfter = await Promise.all(services.map((s) => (nodes.includes(s) ? loadedBytes(s) : 0)));
-    const baseline = rssBefore.map((rss, i) => rss + Math.max(0, modelsAfter[i] - modelsBefore[i]));
+    // grows by what the node itself accounts for the versions it has loaded, read afresh on every look
+    // (a load still under way when the load stopped counts once it is done).
+    const baseline = [...rssBefore];
+    const rebase = async () => {
+      const models = await Promise.all(services.map((s) => (nodes.includes(s) ? loadedBytes(s) : 0)));
+      models.forEach((bytes, i) => (baseline[i] = rssBefore[i] + Math.max(0, bytes - modelsBefore[i])));
+    };
     const stopped = Date.now();
     const sizes = () => services.map((s, i) => `${mib(baseline[i])} -> ${mib(rssOf(s.child.pid))}`).join(', ');
-    await waitFor(() => services.every((s, i) => rssOf(s.child.pid) <= bar * baseline[i]), {
+    await waitFor(async () => {
+      await rebase();
+      return services.every((s, i) => rssOf(s.child.pid) <= bar * baseline[i]);
+    }, {
       timeoutMs: 30_000,
       intervalMs: 500,
       description: `every process back within ${bar}x of its resident size before the overload`,
