@@ -8,7 +8,7 @@ import {
   RETRY_ELSEWHERE_TRAILER,
   statusOf,
   headerMsOf,
-  queueMsOf,
+  QUEUE_MS_HEADER,
   RUN_MS_HEADER,
   UnavailableError,
   validateAlias,
@@ -77,7 +77,7 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
       callback(err, err ? undefined! : { bytes: bytes!, queueMs, runMs }),
     );
     call.on('metadata', (headers) => {
-      queueMs = queueMsOf(headers);
+      queueMs = headerMsOf(headers, QUEUE_MS_HEADER);
       runMs = headerMsOf(headers, RUN_MS_HEADER);
     });
     return call;

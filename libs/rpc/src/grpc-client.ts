@@ -70,11 +70,6 @@ export function headerMsOf(headers: Metadata, name: string): number {
   return Number.isFinite(value) && value > 0 ? value : 0;
 }
 
-/** The queue wait a node reported in a Predict answer's headers (0 when it said none). */
-export function queueMsOf(headers: Metadata): number {
-  return headerMsOf(headers, QUEUE_MS_HEADER);
-}
-
 /**
  * HTTP/2 receive window, bytes, for unary calls that carry large tensors:
  * Predict answers on the gateway's and Predict clients' channels, Predict

@@ -240,8 +240,8 @@ export function toModelInferResponse(
 
 /** Triton's model-configuration data type of a MaaS dtype (TYPE_FP32 for float32). */
 export function tritonDataTypeOf(dtype: DataType): triton.DataType {
-  const name = `TYPE_${v2DatatypeOf(dtype) === 'BYTES' ? 'STRING' : v2DatatypeOf(dtype)}` as keyof typeof triton.DataType;
-  return triton.DataType[name];
+  const v2 = v2DatatypeOf(dtype);
+  return triton.DataType[`TYPE_${v2 === 'BYTES' ? 'STRING' : v2}` as keyof typeof triton.DataType];
 }
 
 /**
