@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     servers.push(node);
     const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', {
       GATEWAY_PORT: '0',
+      GATEWAY_HTTP_PORT: '0',
       GATEWAY_AUTH: 'off',
       INFERENCE_NODES: `127.0.0.1:${node.port}`,
       REGISTRY_ADDRESS: registryAddress,

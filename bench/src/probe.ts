@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads };
     const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
     servers.push(node);
-    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_AUTH: 'off', INFERENCE_NODES: `127.0.0.1:${node.port}`, REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
+    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', INFERENCE_NODES: `127.0.0.1:${node.port}`, REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
     const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', gatewayEnv, [], flags('gateway'));
     servers.push(gateway);
 

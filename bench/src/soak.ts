@@ -49,6 +49,7 @@ async function main(): Promise<number> {
     servers.push(...nodes);
     const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', {
       GATEWAY_PORT: '0',
+      GATEWAY_HTTP_PORT: '0',
       GATEWAY_AUTH: 'off',
       INFERENCE_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),
       REGISTRY_ADDRESS: registryAddress,

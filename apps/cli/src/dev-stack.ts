@@ -13,6 +13,8 @@ export interface ServiceProcess {
   child: ChildProcess;
   /** Port from its `listening` line. */
   port: number;
+  /** REST port from its `listening` line (the gateway's). */
+  httpPort?: number;
   exited: Promise<number | string>;
 }
 
@@ -67,9 +69,9 @@ export function startServiceProcess(options: ServiceProcessOptions): Promise<Ser
       options.log(describeLine(options.name, line));
       if (!line.includes('"listening"')) return;
       try {
-        const port = (JSON.parse(line) as { port: number }).port;
+        const { port, httpPort } = JSON.parse(line) as { port: number; httpPort?: number };
         clearTimeout(timer);
-        resolvePromise({ name: options.name, child, port, exited });
+        resolvePromise({ name: options.name, child, port, httpPort, exited });
       } catch {
         // not the ready line
       }
@@ -80,17 +82,21 @@ export function startServiceProcess(options: ServiceProcessOptions): Promise<Ser
 /** Port layout of the stack: fixed defaults, or 0 everywhere for free ports. */
 export interface DevPorts {
   gateway: number;
+  /** The gateway's REST side (Open Inference Protocol over HTTP). */
+  gatewayHttp: number;
   registry: number;
   nodes: [number, number];
 }
 
-export const DEFAULT_PORTS: DevPorts = { gateway: 50050, registry: 50051, nodes: [50061, 50062] };
-export const FREE_PORTS: DevPorts = { gateway: 0, registry: 0, nodes: [0, 0] };
+export const DEFAULT_PORTS: DevPorts = { gateway: 50050, gatewayHttp: 8000, registry: 50051, nodes: [50061, 50062] };
+export const FREE_PORTS: DevPorts = { gateway: 0, gatewayHttp: 0, registry: 0, nodes: [0, 0] };
 
 /** A running development stack. */
 export interface DevStack {
   processes: ServiceProcess[];
   gatewayAddress: string;
+  /** host:port of the gateway's REST side. */
+  gatewayHttpAddress: string;
   registryAddress: string;
   /** SIGTERM to every process (gateway first, registry last); resolves to their exit codes. */
   stop(): Promise<Array<number | string>>;
@@ -143,6 +149,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
       env: {
         ...BUFFER_MALLOC_ENV,
         GATEWAY_PORT: String(options.ports.gateway),
+        GATEWAY_HTTP_PORT: String(options.ports.gatewayHttp),
         GATEWAY_AUTH: process.env.GATEWAY_AUTH || 'off',
         INFERENCE_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),
         REGISTRY_ADDRESS: registryAddress,
@@ -150,7 +157,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
       log: options.log,
     });
     started.push(gateway);
-    return { processes: started, gatewayAddress: `127.0.0.1:${gateway.port}`, registryAddress, stop };
+    return { processes: started, gatewayAddress: `127.0.0.1:${gateway.port}`, gatewayHttpAddress: `127.0.0.1:${gateway.httpPort}`, registryAddress, stop };
   } catch (err) {
     await stop();
     throw err;

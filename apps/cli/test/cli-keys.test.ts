@@ -45,6 +45,7 @@ describe('the CLI against a gateway with API keys on', () => {
     });
     const port = await start('gateway', 'apps/gateway/src/main.ts', {
       GATEWAY_PORT: '0',
+      GATEWAY_HTTP_PORT: '0',
       GATEWAY_AUTH: 'on',
       REGISTRY_ADDRESS: `127.0.0.1:${registry}`,
       INFERENCE_NODES: `127.0.0.1:${node}`,

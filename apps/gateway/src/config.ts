@@ -6,6 +6,12 @@ export const gatewayConfigSchema = {
   ...commonConfig,
   host: { env: 'GATEWAY_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the public gRPC endpoint binds.' },
   port: { env: 'GATEWAY_PORT', default: 50050, parse: parse.port, doc: 'Public gRPC port; 0 picks a free one.' },
+  httpPort: {
+    env: 'GATEWAY_HTTP_PORT',
+    default: 8000,
+    parse: parse.integer({ min: -1, max: 65535 }),
+    doc: 'Port of the Open Inference Protocol’s REST side (/v2/…, HTTPS when TLS is on), on GATEWAY_HOST; 0 picks a free one, -1 turns it off.',
+  },
   auth: {
     env: 'GATEWAY_AUTH',
     default: 'on' as 'on' | 'off',

@@ -7,7 +7,7 @@ import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, S
 import { gatewayFileDescriptors, kserve, RegistryServiceService } from '@maas/proto';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, httpsOptionsOf, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
@@ -15,6 +15,7 @@ import { GatewayAuth } from './gateway-auth';
 import { Admission } from './admission';
 import { contextOf, GatewayService, GatewayServiceServed } from './gateway-service';
 import { intakeShedding } from './intake-shedding';
+import { KserveV2Http } from './kserve/kserve-v2-http';
 import { KserveV2Service } from './kserve/kserve-v2-service';
 import { NodePool } from './node-pool';
 import { ModelStatistics } from './model-statistics';
@@ -52,6 +53,8 @@ export interface GatewayApp {
   pool: NodePool;
   router: PredictRouter;
   metricsPort?: number;
+  /** Port of the REST side (/v2), when it is on. */
+  httpPort?: number;
   shutdown(graceMs?: number): Promise<void>;
 }
 
@@ -155,6 +158,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       for (const service of [SERVICE_INFERENCE, SERVICE_REGISTRY]) this.set({ service }, discovery.watchState(service).consecutiveFailures);
     },
   });
+  // Shared by gRPC and REST inference calls: the gateway as a whole is admitted once, whatever the protocol.
+  const intake = new Admission();
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
@@ -163,7 +168,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     maxSendMessageBytes: config.maxMessageBytes,
     interceptors: [
       rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) }),
-      intakeShedding(new Admission(), new Set(['/maas.v1.GatewayService/Predict', '/inference.GRPCInferenceService/ModelInfer'])),
+      intakeShedding(intake, new Set(['/maas.v1.GatewayService/Predict', '/inference.GRPCInferenceService/ModelInfer'])),
     ],
     // The 64 KiB default stream window stays: it keeps an upload at most that far ahead of the registry.
     // Gateway RSS peak of a 96 MiB upload, measured: 13-28 MiB with the default, 17-36.5 MiB with
@@ -188,6 +193,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const descriptors = { fileDescriptorProtos: gatewayFileDescriptors() };
   new ReflectionService({ descriptors } as unknown as PackageDefinition, { services: [...REFLECTED_SERVICES] }).addToServer(server.server);
   const port = await server.start();
+  let http: KserveV2Http | undefined;
+  let httpPort: number | undefined;
+  if (config.httpPort >= 0) {
+    http = new KserveV2Http({ service: kserveService, admission: intake, maxBodyBytes: config.maxMessageBytes, tls: httpsOptionsOf(tls), logger });
+    try {
+      httpPort = await http.listen(config.host, config.httpPort);
+    } catch (err) {
+      await server.shutdown(0);
+      throw new Error(`cannot serve REST on ${config.host}:${config.httpPort} (GATEWAY_HTTP_PORT; -1 turns it off): ${(err as Error).message}`, { cause: err });
+    }
+  }
   let metrics: MetricsServer | undefined;
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
@@ -199,10 +215,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     pool,
     router,
     metricsPort: metrics?.port,
+    httpPort,
     async shutdown(graceMs = 10_000) {
       server.setServing(false);
       await deps.registrar?.shutdown();
-      await server.shutdown(graceMs);
+      await Promise.all([server.shutdown(graceMs), http?.shutdown(graceMs)]);
       await pool.shutdown();
       registry.close();
       await discovery.shutdown();

@@ -2,8 +2,9 @@ import { ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/gr
 import { callDeadlineMs } from '@maas/rpc';
 import type { Admission } from './admission';
 
-/** The key under which the gateway as a whole is admitted. */
-const GATEWAY = 'gateway';
+/** The key under which the gateway as a whole is admitted (gRPC and REST inference calls alike). */
+export const GATEWAY_ADMISSION_KEY = 'gateway';
+const GATEWAY = GATEWAY_ADMISSION_KEY;
 
 /**
  * Refuses inference calls while the gateway as a whole is past what it can

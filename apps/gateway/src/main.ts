@@ -28,6 +28,7 @@ async function main(): Promise<void> {
       address: app.address,
       port: app.port,
       metricsPort: app.metricsPort,
+      httpPort: app.httpPort,
       auth: config.auth,
       discovery: config.consulAddress ? `consul ${config.consulAddress}` : `static ${config.inferenceNodes.join(',')}`,
     },

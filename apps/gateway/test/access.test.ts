@@ -52,6 +52,7 @@ describe('access control of every public RPC', () => {
     gateway = await startGateway(
       loadGatewayConfig({}, {
         port: 0,
+        httpPort: 0,
         registryAddress: f.registryApp.address,
         apiKeys: JSON.stringify([
           { id: 'app', sha256: hashApiKey(keys.predict), scopes: ['predict'], ratePerSecond: 1000 },

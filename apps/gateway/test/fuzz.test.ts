@@ -19,7 +19,7 @@ describe('random and hostile requests through the gateway', () => {
   beforeAll(async () => {
     f = await startNodeFixture();
     version = await f.push('fuzz', mlpModel(), { maxBatchSize: 16 }, ['production']);
-    gateway = await startGateway(loadGatewayConfig({}, { port: 0, auth: 'off', registryAddress: f.registryApp.address }), {
+    gateway = await startGateway(loadGatewayConfig({}, { port: 0, httpPort: 0, auth: 'off', registryAddress: f.registryApp.address }), {
       discovery: new StaticDiscovery({ [SERVICE_INFERENCE]: [f.node.address] }),
     });
     client = new GatewayServiceClient(gateway.address, credentials.createInsecure());

@@ -84,7 +84,7 @@ describeIf('public API through a Python grpcio client', () => {
     const start = async (name: string, entry: string, env: Record<string, string>) => {
       const service = await startService(name, entry, { LOG_LEVEL: 'debug', ...env }, { logFile: log(name) });
       children.push(service.child);
-      return { port: service.port, metricsPort: service.metricsPort, pid: service.child.pid };
+      return { port: service.port, metricsPort: service.metricsPort, httpPort: service.httpPort, pid: service.child.pid };
     };
     const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: redis.url });
     const registryAddress = `127.0.0.1:${registry.port}`;
@@ -140,6 +140,8 @@ describeIf('public API through a Python grpcio client', () => {
       stubs,
       gateway_a: `127.0.0.1:${gatewayA.port}`,
       gateway_b: `127.0.0.1:${gatewayB.port}`,
+      gateway_a_http: `127.0.0.1:${gatewayA.httpPort}`,
+      gateway_b_http: `127.0.0.1:${gatewayB.httpPort}`,
       gateway_b_limit: SMALL_LIMIT,
       nodes: nodes.map((n, i) => ({ address: `127.0.0.1:${n.port}`, metrics: `127.0.0.1:${n.metricsPort}`, pid: n.pid, log: log(`node-${'ab'[i]}`) })),
       gateway_a_log: log('gateway-a'),
@@ -155,7 +157,7 @@ describeIf('public API through a Python grpcio client', () => {
 
     // Asynchronously: this process relays the services' logs to the files the suite reads.
     // MAAS_PYTHON_MODULES (say "test_reflection") runs some modules only, when working on one.
-    const modules = process.env.MAAS_PYTHON_MODULES?.split(',') ?? ['test_public_api', 'test_open_inference', 'test_reflection'];
+    const modules = process.env.MAAS_PYTHON_MODULES?.split(',') ?? ['test_public_api', 'test_open_inference', 'test_reflection', 'test_rest'];
     const python = spawn(PYTHON, ['-m', 'unittest', '-v', ...modules], {
       cwd: join(__dirname, 'python'),
       env: { ...process.env, MAAS_CONFORMANCE_CONFIG: configPath, PYTHONDONTWRITEBYTECODE: '1' },

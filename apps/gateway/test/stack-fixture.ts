@@ -81,6 +81,7 @@ export async function startStack(gatewayOverrides: Partial<GatewayConfig> = {}):
       {},
       {
         port,
+        httpPort: 0,
         redisUrl: redis.url,
         registryAddress: registry.address,
         consulAddress: consul.address,

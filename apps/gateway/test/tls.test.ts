@@ -67,7 +67,7 @@ describe('TLS with client certificates between every service (registry, node pro
     });
     const nodePort = node.lines.find((l) => l.json?.msg === 'listening')!.json!.port as number;
     gateway = await startGateway(
-      loadGatewayConfig({}, { port: 0, auth: 'off', registryAddress: registry.address, inferenceNodes: [`127.0.0.1:${nodePort}`], homeNodes: 1, ...tlsConfig() }),
+      loadGatewayConfig({}, { port: 0, httpPort: 0, auth: 'off', registryAddress: registry.address, inferenceNodes: [`127.0.0.1:${nodePort}`], homeNodes: 1, ...tlsConfig() }),
     );
   }, 60_000);
   afterAll(async () => {

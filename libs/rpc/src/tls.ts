@@ -67,3 +67,15 @@ export function clientCredentials(files: TlsFiles): ChannelCredentials {
   const own = files.certFile && files.keyFile ? { key: read(files.keyFile, 'TLS key file'), cert: read(files.certFile, 'TLS certificate file') } : undefined;
   return credentials.createSsl(read(files.caFile, 'TLS CA file'), own?.key ?? null, own?.cert ?? null);
 }
+
+/** The same TLS material as options of a Node HTTPS server (the REST endpoint beside a gRPC one), or undefined without TLS. */
+export function httpsOptionsOf(files: TlsFiles): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean } | undefined {
+  checkTlsFiles(files);
+  if (!tlsEnabled(files)) return undefined;
+  return {
+    cert: read(files.certFile, 'TLS certificate file'),
+    key: read(files.keyFile, 'TLS key file'),
+    ca: files.caFile ? read(files.caFile, 'TLS CA file') : undefined,
+    requestCert: files.clientAuth === 'require',
+  };
+}

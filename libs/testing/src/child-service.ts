@@ -137,6 +137,8 @@ export interface TestService {
   port: number;
   address: string;
   metricsPort?: number;
+  /** A gateway's REST port. */
+  httpPort?: number;
 }
 
 /**
@@ -146,8 +148,10 @@ export interface TestService {
 export async function startService(name: string, entry: string, env: Record<string, string>, options: { logFile?: string } = {}): Promise<TestService> {
   // The gateway and the registry run with the malloc settings compose and `maas dev` give them.
   const malloc = /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) ? BUFFER_MALLOC_ENV : {};
-  const child = await startChild({ entry, env: { ...malloc, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
+  // A gateway's REST side on a free port, unless the test names one: several gateways share a machine here.
+  const rest = /apps\/gateway\/src\/main\.ts$/.test(entry) ? { GATEWAY_HTTP_PORT: '0' } : {};
+  const child = await startChild({ entry, env: { ...malloc, ...rest, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
   const ready = child.lines.find((l) => l.json?.msg === 'listening')!.json!;
   const port = ready.port as number;
-  return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined };
+  return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined, httpPort: ready.httpPort as number | undefined };
 }

@@ -60,10 +60,11 @@ export function registerDevCommand(program: Command): void {
       process.stdout.write(
         [
           '',
-          `MaaS is running. Gateway: ${stack.gatewayAddress}${auth ? ' (API-key auth OFF: loopback development only)' : ''}`,
+          `MaaS is running. Gateway: ${stack.gatewayAddress} (gRPC), http://${stack.gatewayHttpAddress}/v2 (REST)${auth ? ' (API-key auth OFF: loopback development only)' : ''}`,
           'Try:',
           `  npx maas --gateway ${stack.gatewayAddress} predict demo --input 'input=[[1,2,3,4]]'`,
           `  npx maas --gateway ${stack.gatewayAddress} nodes`,
+          `  curl -s http://${stack.gatewayHttpAddress}/v2/models/demo/infer -d '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'`,
           'Ctrl-C stops everything.',
           '',
         ].join('\n'),

@@ -1,4 +1,4 @@
-import { status, type Server, type ServerDuplexStream, type ServerUnaryCall } from '@grpc/grpc-js';
+import { status, type Server, type ServerDuplexStream } from '@grpc/grpc-js';
 import {
   kserve,
   VersionState,
@@ -42,7 +42,7 @@ export interface KserveV2ServiceOptions {
 const NOT_READY_CODES = new Set([status.NOT_FOUND, status.FAILED_PRECONDITION, status.UNAVAILABLE]);
 
 /** Triton's names of the protocol extensions this server answers (ServerMetadata lists them). */
-export const SUPPORTED_EXTENSIONS = ['model_repository', 'model_configuration', 'statistics'];
+export const SUPPORTED_EXTENSIONS = ['model_repository', 'model_repository(unload_dependents)', 'model_configuration', 'statistics', 'binary_tensor_data'];
 
 const none = (): Duration => ({ count: 0, ns: 0 });
 
@@ -72,29 +72,45 @@ export class KserveV2Service {
   handlers(): kserve.GRPCInferenceServiceServer {
     return {
       serverLive: unary('ServerLive', async () => ({ live: true })),
-      serverReady: unary('ServerReady', async () => ({ ready: this.backend.ready() })),
+      serverReady: unary('ServerReady', async () => this.serverReady()),
       modelReady: unary('ModelReady', (request: kserve.ModelReadyRequest, call) => this.modelReady(request, call)),
-      serverMetadata: unary('ServerMetadata', async () => ({
-        name: this.options.serverName ?? 'maas',
-        version: this.options.serverVersion ?? '0.1.0',
-        extensions: SUPPORTED_EXTENSIONS,
-      })),
+      serverMetadata: unary('ServerMetadata', async () => this.serverMetadata()),
       modelMetadata: unary('ModelMetadata', (request: kserve.ModelMetadataRequest, call) => this.modelMetadata(request, call)),
       modelInfer: unary('ModelInfer', (request: kserve.ModelInferRequest, call) => this.modelInfer(request, call)),
       modelConfig: unary('ModelConfig', (request: kserve.ModelConfigRequest, call) => this.modelConfig(request, call)),
       modelStreamInfer: (call) => this.modelStreamInfer(call),
       modelStatistics: unary('ModelStatistics', (request: kserve.ModelStatisticsRequest, call) => this.modelStatistics(request, call)),
-      repositoryIndex: unary('RepositoryIndex', async (request: kserve.RepositoryIndexRequest, call) => ({ models: await this.backend.repositoryIndex(request.ready, call) })),
-      repositoryModelLoad: unary('RepositoryModelLoad', async (request: kserve.RepositoryModelLoadRequest, call) => {
-        await this.backend.loadModel(modelNameOf(request.modelName), call);
-        return {};
-      }),
-      repositoryModelUnload: unary('RepositoryModelUnload', async (request: kserve.RepositoryModelUnloadRequest, call) => {
-        refuseParameters('RepositoryModelUnload', request.parameters, 'it takes none');
-        await this.backend.unloadModel(modelNameOf(request.modelName), call);
-        return {};
-      }),
+      repositoryIndex: unary('RepositoryIndex', (request: kserve.RepositoryIndexRequest, call) => this.repositoryIndex(request, call)),
+      repositoryModelLoad: unary('RepositoryModelLoad', (request: kserve.RepositoryModelLoadRequest, call) => this.repositoryModelLoad(request, call)),
+      repositoryModelUnload: unary('RepositoryModelUnload', (request: kserve.RepositoryModelUnloadRequest, call) => this.repositoryModelUnload(request, call)),
     };
+  }
+
+  serverReady(): kserve.ServerReadyResponse {
+    return { ready: this.backend.ready() };
+  }
+
+  serverMetadata(): kserve.ServerMetadataResponse {
+    return { name: this.options.serverName ?? 'maas', version: this.options.serverVersion ?? '0.1.0', extensions: SUPPORTED_EXTENSIONS };
+  }
+
+  async repositoryIndex(request: kserve.RepositoryIndexRequest, call: ServerSurfaceCall): Promise<kserve.RepositoryIndexResponse> {
+    return { models: await this.backend.repositoryIndex(request.ready, call) };
+  }
+
+  async repositoryModelLoad(request: kserve.RepositoryModelLoadRequest, call: ServerSurfaceCall): Promise<kserve.RepositoryModelLoadResponse> {
+    refuseParameters('RepositoryModelLoad', request.parameters, 'a model loads what the registry holds (upload a version to change its files or configuration)');
+    await this.backend.loadModel(modelNameOf(request.modelName), call);
+    return {};
+  }
+
+  /** `unload_dependents` (Triton's client always sends it) is honoured trivially: no model here depends on another. */
+  async repositoryModelUnload(request: kserve.RepositoryModelUnloadRequest, call: ServerSurfaceCall): Promise<kserve.RepositoryModelUnloadResponse> {
+    const { unload_dependents: dependents, ...others } = request.parameters;
+    if (dependents && dependents.parameterChoice?.$case !== 'boolParam') throw new InvalidArgumentError('RepositoryModelUnload: parameter "unload_dependents" must be a bool_param');
+    refuseParameters('RepositoryModelUnload', others, 'it takes only "unload_dependents"');
+    await this.backend.unloadModel(modelNameOf(request.modelName), call);
+    return {};
   }
 
   /**
@@ -102,7 +118,7 @@ export class KserveV2Service {
    * nothing for yet answers zeros once it is known to exist, NOT_FOUND
    * otherwise.
    */
-  private async modelStatistics(request: kserve.ModelStatisticsRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelStatisticsResponse> {
+  async modelStatistics(request: kserve.ModelStatisticsRequest, call: ServerSurfaceCall): Promise<kserve.ModelStatisticsResponse> {
     this.backend.authorize(call, 'predict');
     const version = parseV2Version(request.version);
     let kept = this.backend.statistics.query(request.name, version);
@@ -130,7 +146,7 @@ export class KserveV2Service {
     };
   }
 
-  private async modelConfig(request: kserve.ModelConfigRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelConfigResponse> {
+  async modelConfig(request: kserve.ModelConfigRequest, call: ServerSurfaceCall): Promise<kserve.ModelConfigResponse> {
     this.backend.authorize(call, 'predict');
     return { config: toModelConfig(await this.backend.modelMetadata(this.metadataRequest(request.name, request.version), call)) };
   }
@@ -179,7 +195,7 @@ export class KserveV2Service {
     call.on('error', () => undefined);
   }
 
-  private async modelReady(request: kserve.ModelReadyRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelReadyResponse> {
+  async modelReady(request: kserve.ModelReadyRequest, call: ServerSurfaceCall): Promise<kserve.ModelReadyResponse> {
     this.backend.authorize(call, 'predict');
     const maasRequest = this.metadataRequest(request.name, request.version);
     if (!this.backend.ready()) return { ready: false };
@@ -192,9 +208,9 @@ export class KserveV2Service {
     }
   }
 
-  private async modelMetadata(
+  async modelMetadata(
     request: kserve.ModelMetadataRequest,
-    call: ServerUnaryCall<unknown, unknown>,
+    call: ServerSurfaceCall,
   ): Promise<kserve.ModelMetadataResponse> {
     this.backend.authorize(call, 'predict');
     const metadata = await this.backend.modelMetadata(this.metadataRequest(request.name, request.version), call);
@@ -207,7 +223,7 @@ export class KserveV2Service {
     };
   }
 
-  private async modelInfer(request: kserve.ModelInferRequest, call: ServerUnaryCall<unknown, unknown>): Promise<kserve.ModelInferResponse> {
+  async modelInfer(request: kserve.ModelInferRequest, call: ServerSurfaceCall): Promise<kserve.ModelInferResponse> {
     this.backend.authorize(call, 'predict');
     const response = await this.backend.predict(fromModelInferRequest(request), call);
     return toModelInferResponse(request, response);

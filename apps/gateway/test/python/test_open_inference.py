@@ -36,7 +36,8 @@ def push_file(model, path):
     except grpc.RpcError as err:
         if err.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise
-    data = open(path, "rb").read()
+    with open(path, "rb") as artifact:
+        data = artifact.read()
 
     def messages():
         meta = registry_pb2.UploadMetadata(model=model, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
@@ -132,7 +133,7 @@ class OpenInferenceExtensions(unittest.TestCase):
 
     def test_server_metadata_lists_the_extensions_served(self):
         answer = V2.ServerMetadata(v2.ServerMetadataRequest(), metadata=PREDICT, timeout=10)
-        self.assertEqual(list(answer.extensions), ["model_repository", "model_configuration", "statistics"])
+        self.assertEqual(list(answer.extensions), ["model_repository", "model_repository(unload_dependents)", "model_configuration", "statistics", "binary_tensor_data"])
 
     def test_model_config_in_tritons_terms(self):
         config = V2.ModelConfig(v2.ModelConfigRequest(name="oip-int64s-x"), metadata=PREDICT, timeout=10).config
@@ -191,12 +192,16 @@ class OpenInferenceExtensions(unittest.TestCase):
         self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
         V2.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="oip-repo"), metadata=ADMIN, timeout=30)
         self.assertEqual(entries(ready=True), [("1", "READY")])
-        unload = v2.RepositoryModelUnloadRequest(model_name="oip-repo")
-        unload.parameters["unload_dependents"].bool_param = True
+        unknown = v2.RepositoryModelUnloadRequest(model_name="oip-repo")
+        unknown.parameters["force"].bool_param = True
         with self.assertRaises(grpc.RpcError) as caught:
-            V2.RepositoryModelUnload(unload, metadata=ADMIN, timeout=30)
+            V2.RepositoryModelUnload(unknown, metadata=ADMIN, timeout=30)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-        V2.RepositoryModelUnload(v2.RepositoryModelUnloadRequest(model_name="oip-repo"), metadata=ADMIN, timeout=30)
+        self.assertIn('"force"', caught.exception.details())
+        # What Triton's client sends on every unload_model(): unload_dependents, taken (nothing here has dependents).
+        unload = v2.RepositoryModelUnloadRequest(model_name="oip-repo")
+        unload.parameters["unload_dependents"].bool_param = False
+        V2.RepositoryModelUnload(unload, metadata=ADMIN, timeout=30)
         self.assertEqual(entries(), [("", "UNAVAILABLE")])
         # Unloaded is not gone: the next request loads it again.
         tensor = v2.ModelInferRequest.InferInputTensor(name="x", datatype="INT64", shape=[1, 2], contents=v2.InferTensorContents(int64_contents=[7, 8]))

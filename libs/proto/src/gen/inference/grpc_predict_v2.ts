@@ -262,10 +262,12 @@ export interface ModelStatisticsResponse {
 }
 
 export interface ModelRepositoryParameter {
-  parameterChoice: { $case: "boolParam"; value: boolean } | { $case: "int64Param"; value: bigint } | {
-    $case: "stringParam";
-    value: string;
-  } | undefined;
+  parameterChoice:
+    | { $case: "boolParam"; value: boolean }
+    | { $case: "int64Param"; value: bigint }
+    | { $case: "stringParam"; value: string }
+    | { $case: "bytesParam"; value: Buffer }
+    | undefined;
 }
 
 export interface RepositoryIndexRequest {
@@ -290,6 +292,13 @@ export interface RepositoryIndexResponse_ModelIndex {
 export interface RepositoryModelLoadRequest {
   repositoryName: string;
   modelName: string;
+  /** None is honoured (a model loads what the registry holds): any is INVALID_ARGUMENT. */
+  parameters: { [key: string]: ModelRepositoryParameter };
+}
+
+export interface RepositoryModelLoadRequest_ParametersEntry {
+  key: string;
+  value: ModelRepositoryParameter | undefined;
 }
 
 export interface RepositoryModelLoadResponse {
@@ -298,7 +307,10 @@ export interface RepositoryModelLoadResponse {
 export interface RepositoryModelUnloadRequest {
   repositoryName: string;
   modelName: string;
-  /** None is honoured: any is INVALID_ARGUMENT. */
+  /**
+   * Only unload_dependents (a bool, which Triton's client always sends) is taken: no model here has
+   * dependents. Any other is INVALID_ARGUMENT.
+   */
   parameters: { [key: string]: ModelRepositoryParameter };
 }
 
@@ -4107,6 +4119,9 @@ export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
       case "stringParam":
         writer.uint32(26).string(message.parameterChoice.value);
         break;
+      case "bytesParam":
+        writer.uint32(34).bytes(message.parameterChoice.value);
+        break;
     }
     return writer;
   },
@@ -4148,6 +4163,14 @@ export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
             message.parameterChoice = { $case: "stringParam", value: reader.string() };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parameterChoice = { $case: "bytesParam", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4174,6 +4197,10 @@ export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
         ? { $case: "stringParam", value: globalThis.String(object.stringParam) }
         : isSet(object.string_param)
         ? { $case: "stringParam", value: globalThis.String(object.string_param) }
+        : isSet(object.bytesParam)
+        ? { $case: "bytesParam", value: Buffer.from(bytesFromBase64(object.bytesParam)) }
+        : isSet(object.bytes_param)
+        ? { $case: "bytesParam", value: Buffer.from(bytesFromBase64(object.bytes_param)) }
         : undefined,
     };
   },
@@ -4186,6 +4213,8 @@ export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
       obj.int64Param = message.parameterChoice.value.toString();
     } else if (message.parameterChoice?.$case === "stringParam") {
       obj.stringParam = message.parameterChoice.value;
+    } else if (message.parameterChoice?.$case === "bytesParam") {
+      obj.bytesParam = base64FromBytes(message.parameterChoice.value);
     }
     return obj;
   },
@@ -4211,6 +4240,12 @@ export const ModelRepositoryParameter: MessageFns<ModelRepositoryParameter> = {
       case "stringParam": {
         if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
           message.parameterChoice = { $case: "stringParam", value: object.parameterChoice.value };
+        }
+        break;
+      }
+      case "bytesParam": {
+        if (object.parameterChoice?.value !== undefined && object.parameterChoice?.value !== null) {
+          message.parameterChoice = { $case: "bytesParam", value: object.parameterChoice.value };
         }
         break;
       }
@@ -4497,7 +4532,7 @@ export const RepositoryIndexResponse_ModelIndex: MessageFns<RepositoryIndexRespo
 };
 
 function createBaseRepositoryModelLoadRequest(): RepositoryModelLoadRequest {
-  return { repositoryName: "", modelName: "" };
+  return { repositoryName: "", modelName: "", parameters: {} };
 }
 
 export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> = {
@@ -4508,6 +4543,9 @@ export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> 
     if (message.modelName !== "") {
       writer.uint32(18).string(message.modelName);
     }
+    globalThis.Object.entries(message.parameters).forEach(([key, value]: [string, ModelRepositoryParameter]) => {
+      RepositoryModelLoadRequest_ParametersEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
     return writer;
   },
 
@@ -4540,6 +4578,17 @@ export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> 
             message.modelName = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = RepositoryModelLoadRequest_ParametersEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.parameters[entry3.key] = entry3.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4564,6 +4613,20 @@ export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> 
         : isSet(object.model_name)
         ? globalThis.String(object.model_name)
         : "",
+      parameters: isObject(object.parameters)
+        ? (globalThis.Object.entries(object.parameters) as [string, any][]).reduce(
+          (acc: { [key: string]: ModelRepositoryParameter }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ModelRepositoryParameter.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -4575,6 +4638,15 @@ export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> 
     if (message.modelName !== "") {
       obj.modelName = message.modelName;
     }
+    if (message.parameters) {
+      const entries = globalThis.Object.entries(message.parameters) as [string, ModelRepositoryParameter][];
+      if (entries.length > 0) {
+        obj.parameters = {};
+        entries.forEach(([k, v]) => {
+          obj.parameters[k] = ModelRepositoryParameter.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -4585,6 +4657,102 @@ export const RepositoryModelLoadRequest: MessageFns<RepositoryModelLoadRequest> 
     const message = createBaseRepositoryModelLoadRequest();
     message.repositoryName = object.repositoryName ?? "";
     message.modelName = object.modelName ?? "";
+    message.parameters = (globalThis.Object.entries(object.parameters ?? {}) as [string, ModelRepositoryParameter][])
+      .reduce((acc: { [key: string]: ModelRepositoryParameter }, [key, value]: [string, ModelRepositoryParameter]) => {
+        if (value !== undefined) {
+          acc[key] = ModelRepositoryParameter.fromPartial(value);
+        }
+        return acc;
+      }, {});
+    return message;
+  },
+};
+
+function createBaseRepositoryModelLoadRequest_ParametersEntry(): RepositoryModelLoadRequest_ParametersEntry {
+  return { key: "", value: undefined };
+}
+
+export const RepositoryModelLoadRequest_ParametersEntry: MessageFns<RepositoryModelLoadRequest_ParametersEntry> = {
+  encode(message: RepositoryModelLoadRequest_ParametersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ModelRepositoryParameter.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepositoryModelLoadRequest_ParametersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepositoryModelLoadRequest_ParametersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ModelRepositoryParameter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RepositoryModelLoadRequest_ParametersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ModelRepositoryParameter.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: RepositoryModelLoadRequest_ParametersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ModelRepositoryParameter.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RepositoryModelLoadRequest_ParametersEntry>): RepositoryModelLoadRequest_ParametersEntry {
+    return RepositoryModelLoadRequest_ParametersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(
+    object: DeepPartial<RepositoryModelLoadRequest_ParametersEntry>,
+  ): RepositoryModelLoadRequest_ParametersEntry {
+    const message = createBaseRepositoryModelLoadRequest_ParametersEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ModelRepositoryParameter.fromPartial(object.value)
+      : undefined;
     return message;
   },
 };
