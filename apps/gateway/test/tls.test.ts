@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { credentials, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { DataType, GatewayServiceClient } from '@maas/proto';
@@ -95,6 +96,22 @@ describe('TLS with client certificates between every service (registry, node pro
     expect(await codeOf(predictWith(noCert))).toBe(status.UNAVAILABLE);
     const otherCa = credentials.createSsl(readFileSync(certs.caFile), readFileSync(rogue.keyFile), readFileSync(rogue.certFile));
     expect(await codeOf(predictWith(otherCa))).toBe(status.UNAVAILABLE);
+  });
+
+  it('serves REST over HTTPS with the same certificates, client certificate required (curl)', async () => {
+    const url = `https://127.0.0.1:${gateway.httpPort}/v2/models/secure/infer`;
+    const body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+    // The gateway runs in this process: curl must run without blocking its event loop.
+    const curl = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile('curl', ['-sS', '--max-time', '20', '--cacert', certs.caFile, ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
+      });
+    const ok = await curl('--cert', certs.certFile, '--key', certs.keyFile, '-d', body, url);
+    expect(ok.stderr).toBe('');
+    expect(JSON.parse(ok.stdout)).toMatchObject({ model_name: 'secure', model_version: '1', outputs: [{ shape: [1, 3], datatype: 'FP32' }] });
+    // Without a client certificate the handshake fails; plain HTTP gets no answer.
+    expect((await curl('-d', body, url)).code).not.toBe(0);
+    expect((await curl('-d', body, url.replace('https:', 'http:'))).code).not.toBe(0);
   });
 
   it('rejects a half-configured TLS setup at start-up, naming what is missing', async () => {
