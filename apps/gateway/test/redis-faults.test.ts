@@ -46,15 +46,21 @@ describe('alias flips across gateways through Redis trouble', () => {
   });
 
   let flips = 0;
+  /** Each stale read: the flip, what was served, and what a second read served. */
+  const seen: string[] = [];
   /** Flips `production` through A, reads through B at once; returns the stale reads. */
   async function flipAndRead(times: number): Promise<number> {
     let stale = 0;
+    const input = { name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] };
+    const read = () => callUnary(reader.predict.bind(reader), { model: 'flip', version: 0, alias: '', inputs: [input], outputNames: [], sha256: '' }, { timeoutMs: 10_000 });
     for (let i = 0; i < times; i++) {
       const target = versions[flips++ % 2];
       await writer.setAlias('flip', 'production', target, { timeoutMs: 10_000 });
-      const input = { name: 'input', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 4], rawData: Buffer.from(new Float32Array([1, 2, 3, 4]).buffer), stringData: [] };
-      const answer = await callUnary(reader.predict.bind(reader), { model: 'flip', version: 0, alias: '', inputs: [input], outputNames: [], sha256: '' }, { timeoutMs: 10_000 });
-      if (answer.version !== target) stale += 1;
+      const answer = await read();
+      if (answer.version !== target) {
+        stale += 1;
+        seen.push(`flip ${flips} to v${target}: served v${answer.version}, then v${(await read()).version}`);
+      }
     }
     return stale;
   }
@@ -75,11 +81,9 @@ describe('alias flips across gateways through Redis trouble', () => {
     await redis.restart();
     const restarted = await flipAndRead(40);
     console.log(`stale reads through gateway B: healthy ${healthy}/20, Redis hung ${hung}/6, after SIGCONT ${resumed}/20, Redis down ${down}/4, after restart ${restarted}/40`);
-    expect({ healthy, hung, down }).toEqual({ healthy: 0, hung: 0, down: 0 });
-    // Known and open: under CI load (other test files on the same 2 cores) one read right after the
-    // restart was seen stale in about one run of four, and one right after SIGCONT in one clean-clone CI
-    // run of eight; alone, 0 every time. Still counted, and capped.
-    expect(restarted).toBeLessThanOrEqual(1);
-    expect(resumed).toBeLessThanOrEqual(1);
+    // Under CPU contention Redis can still hold a write's change event when the writer's acknowledgement has
+    // already reached the client and its next read has reached B: B's memory is checked against the model's
+    // generation in Redis before it answers, so none of these may be stale (run with CPU hogs to see it).
+    expect({ healthy, hung, resumed, down, restarted, seen }).toEqual({ healthy: 0, hung: 0, resumed: 0, down: 0, restarted: 0, seen: [] });
   }, 180_000);
 });

@@ -42,6 +42,11 @@ export class MemoryMetadataCache implements MetadataCache {
     this.models.set(model, { generation: (entries?.generation ?? 0) + 1, fields: new Map() });
   }
 
+  async generation(model: string): Promise<string> {
+    const entries = this.models.get(model);
+    return entries ? String(entries.generation) : '';
+  }
+
   async shutdown(): Promise<void> {
     this.models.clear();
   }

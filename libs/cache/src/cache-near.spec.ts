@@ -37,7 +37,7 @@ describe('NearMetadataCache over Redis, kept coherent by the change bus', () => 
     await otherBus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model, version: 2, alias: 'production', time: new Date() });
   };
 
-  it('answers a repeated read from memory without touching Redis', async () => {
+  it('answers a repeated read from memory, asking Redis only for the generation', async () => {
     const load = jest.fn(async () => 'v1');
     expect(await readThrough(near, 'mlp', 'a:production', text, load)).toBe('v1');
     const redisReads = shared.stats.hits + shared.stats.misses;
@@ -55,6 +55,27 @@ describe('NearMetadataCache over Redis, kept coherent by the change bus', () => 
     await waitFor(() => near.size === 1, { description: 'the change event dropped the entry' });
     expect(await readThrough(near, 'mlp', 'a:production', text, async () => 'v2')).toBe('v2');
     expect(await readThrough(near, 'other', 'model', text, async () => 'o2')).toBe('o1');
+  });
+
+  it('never answers from memory a value another process changed, even before its change event arrives', async () => {
+    await readThrough(near, 'mlp', 'a:production', text, async () => 'v1');
+    // The write is acknowledged while its event still sits in Redis's output buffer (seen under CPU contention).
+    await other.invalidate('mlp');
+    expect(await readThrough(near, 'mlp', 'a:production', text, async () => 'v2')).toBe('v2');
+    expect(await readThrough(near, 'mlp', 'a:production', text, async () => 'v3')).toBe('v2');
+    expect(near.stats.nearHits).toBe(1);
+  });
+
+  it('never reuses a generation, so a read from before a Redis restart cannot store after a write that follows it', async () => {
+    await other.invalidate('mlp');
+    const before = await shared.get('mlp', 'a:production');
+    await redis.kill();
+    await redis.restart();
+    await Promise.all([shared.ready(10_000), other.ready(10_000)]);
+    await waitFor(async () => (await other.generation('mlp')) !== undefined, { timeoutMs: 10_000, description: 'Redis answers again' });
+    await other.invalidate('mlp'); // the first write after the restart
+    await shared.set('mlp', 'a:production', 'stale', before.generation);
+    expect((await shared.get('mlp', 'a:production')).value).toBeUndefined();
   });
 
   it('sees a local invalidate at once', async () => {

@@ -11,6 +11,8 @@ export interface NearCacheOptions {
 
 interface NearEntry {
   value: string;
+  /** The shared cache's generation of the model when the value was read or stored there. */
+  generation: string;
   expires: number;
 }
 
@@ -21,14 +23,18 @@ const SEP = '\u0000';
  * A process-local layer over a shared {@link MetadataCache} (Redis), so that a
  * hot read costs a map lookup instead of a network round trip.
  *
- * It serves from memory only while the change bus is live: every registry
- * write publishes an event, the event drops the model's entries here, and a
- * bus that is (or was) disconnected may have missed events, so the layer is
- * bypassed while the bus is down and emptied when it comes back. Entries are
- * also dropped by `invalidate` (a write made in this process) and expire
- * after `ttlMs`. Like the shared cache, a value loaded before an invalidation
- * is never stored after it: readers carry the model's local epoch, and a
- * store with an outdated epoch is ignored.
+ * Before answering from memory it asks the shared cache for the model's
+ * generation (one small read instead of the entry): every registry write
+ * gives the model a new, never reused generation before it is acknowledged,
+ * so a value whose generation is unchanged is current, and any other is read
+ * again. Change events cannot give that guarantee on their own: Redis may
+ * still hold an event in its output buffer when the writer's acknowledgement
+ * has already reached a client and its next read has reached us (seen under
+ * CPU contention). The events still drop a changed model's entries early,
+ * and while the bus is (or was) disconnected the layer is bypassed and then
+ * emptied. Entries also expire after `ttlMs`. Like the shared cache, a value
+ * loaded before an invalidation is never stored after it: readers carry the
+ * model's local epoch, and a store with an outdated epoch is ignored.
  */
 export class NearMetadataCache implements MetadataCache {
   readonly stats: CacheStats & { nearHits: number };
@@ -74,11 +80,9 @@ export class NearMetadataCache implements MetadataCache {
     let fields = this.models.get(model);
     let entry = fields?.get(field);
     if (entry && this.bus.live && entry.expires > Date.now()) {
-      // A write acknowledged before this read began had its event written to our connection first;
-      // it may sit unread in the same turn of the event loop. Let that turn finish, then look again.
       const token = this.tokenOf(model);
-      await new Promise((resolve) => setImmediate(resolve));
-      if (token === this.tokenOf(model) && this.bus.live) {
+      const current = await this.shared.generation(model);
+      if (current === entry.generation && token === this.tokenOf(model) && this.bus.live) {
         this.stats.nearHits += 1;
         return { value: entry.value, generation: '' };
       }
@@ -91,7 +95,7 @@ export class NearMetadataCache implements MetadataCache {
     }
     const token = this.tokenOf(model);
     const read = await this.shared.get(model, field);
-    if (read.value !== undefined) this.remember(model, field, read.value, token);
+    if (read.value !== undefined) this.remember(model, field, read.value, token, read.generation);
     return { value: read.value, generation: `${token}${SEP}${read.generation}` };
   }
 
@@ -99,8 +103,10 @@ export class NearMetadataCache implements MetadataCache {
     const at = generation.indexOf(SEP);
     if (at < 0) return; // not a token of this layer (a read served from memory never leads to a store)
     const token = generation.slice(0, at);
-    await this.shared.set(model, field, value, generation.slice(at + 1));
-    this.remember(model, field, value, token);
+    const shared = generation.slice(at + 1);
+    await this.shared.set(model, field, value, shared);
+    // Kept under the generation the value was loaded at: if a write moved it on meanwhile, the next read drops it.
+    this.remember(model, field, value, token, shared);
   }
 
   async invalidate(model: string): Promise<void> {
@@ -134,7 +140,11 @@ export class NearMetadataCache implements MetadataCache {
     return `${this.globalEpoch}.${this.epochs.get(model) ?? 0}`;
   }
 
-  private remember(model: string, field: string, value: string, token: string): void {
+  async generation(model: string): Promise<string | undefined> {
+    return this.shared.generation(model);
+  }
+
+  private remember(model: string, field: string, value: string, token: string, generation: string): void {
     if (!this.bus.live || token !== this.tokenOf(model)) return;
     let fields = this.models.get(model);
     if (!fields?.has(field)) {
@@ -144,6 +154,6 @@ export class NearMetadataCache implements MetadataCache {
       if (!fields) this.models.set(model, (fields = new Map()));
       this.count += 1;
     }
-    fields.set(field, { value, expires: Date.now() + this.ttlMs });
+    fields.set(field, { value, generation, expires: Date.now() + this.ttlMs });
   }
 }

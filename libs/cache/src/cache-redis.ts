@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CacheRead, CacheStats, MetadataCache, MetadataCacheOptions } from './metadata-cache';
@@ -28,13 +29,22 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1`;
 
-// Drops every field and moves the generation on.
+// Drops every field and sets a new generation. The writer makes each one unique: a counter kept in
+// Redis would start again after a Redis restart, and a reader still holding the old value would match.
 const INVALIDATE = `
-local next = tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') + 1
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', next)
+redis.call('HSET', KEYS[1], 'gen', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return next`;
+return 1`;
+
+let generations = 0;
+const processTag = randomBytes(6).toString('base64url');
+
+/** A generation no writer, in this process or another, before or after a Redis restart, has used. */
+function uniqueGeneration(): string {
+  generations += 1;
+  return `${Date.now().toString(36)}.${processTag}.${generations.toString(36)}`;
+}
 
 /**
  * {@link MetadataCache} in Redis: one hash per model holding its fields and
@@ -121,9 +131,18 @@ export class RedisMetadataCache implements MetadataCache {
     }
   }
 
+  async generation(model: string): Promise<string | undefined> {
+    try {
+      return (await this.redis.hget(this.key(model), 'gen')) ?? '';
+    } catch (err) {
+      this.noteError(err);
+      return undefined;
+    }
+  }
+
   private async tryInvalidate(model: string): Promise<boolean> {
     try {
-      await this.redis.eval(INVALIDATE, 1, this.key(model), String(this.ttlSeconds));
+      await this.redis.eval(INVALIDATE, 1, this.key(model), String(this.ttlSeconds), uniqueGeneration());
       this.pendingInvalidations.delete(model);
       return true;
     } catch (err) {

@@ -13,6 +13,12 @@ export interface MetadataCache {
   set(model: string, field: string, value: string, generation: string): Promise<void>;
   /** Drops every entry of the model and moves its generation on. */
   invalidate(model: string): Promise<void>;
+  /**
+   * The model's generation now (`''` when it has none), or undefined when the
+   * cache cannot tell (unreachable). Generations are never reused, so an equal
+   * one means no write since.
+   */
+  generation(model: string): Promise<string | undefined>;
   /** Counters for metrics and tests. */
   readonly stats: CacheStats;
   shutdown(): Promise<void>;
