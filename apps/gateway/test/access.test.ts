@@ -34,7 +34,7 @@ const RPCS: Array<{ service: 'gateway' | 'registry' | 'kserve'; method: string; 
   { service: 'kserve', method: 'modelConfig', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
   { service: 'kserve', method: 'modelStatistics', scope: 'predict', request: () => ({ name: 'acl', version: '' }) },
   { service: 'kserve', method: 'repositoryIndex', scope: 'predict', request: () => ({ repositoryName: '', ready: false }) },
-  { service: 'kserve', method: 'repositoryModelLoad', scope: 'admin', request: () => ({ repositoryName: '', modelName: 'acl' }) },
+  { service: 'kserve', method: 'repositoryModelLoad', scope: 'admin', request: () => ({ repositoryName: '', modelName: 'acl', parameters: {} }) },
   { service: 'kserve', method: 'repositoryModelUnload', scope: 'admin', request: () => ({ repositoryName: '', modelName: 'acl', parameters: {} }) },
 ];
 
