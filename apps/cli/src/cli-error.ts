@@ -1,17 +1,7 @@
-import { isGrpcStatusError, isMaasError, statusName } from '@maas/rpc';
-
-/** A usage or input problem found by the CLI itself. */
+/** A usage or input problem found by the CLI itself (this file imports nothing, so `--help` loads no gRPC). */
 export class CliError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'CliError';
   }
-}
-
-/** One line for stderr: `error: <STATUS>: <message>` for gRPC failures, `error: <message>` otherwise. */
-export function formatError(err: unknown): string {
-  if (isMaasError(err)) return `error: ${statusName(err.code)}: ${err.message}`;
-  if (isGrpcStatusError(err)) return `error: ${statusName(err.code)}: ${err.details || err.message}`;
-  if (err instanceof Error) return `error: ${err.message}`;
-  return `error: ${String(err)}`;
 }

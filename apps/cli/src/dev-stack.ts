@@ -4,8 +4,18 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { BUFFER_MALLOC_ENV } from '@maas/config';
 
-/** The repository root (apps/cli/src → ../../..). */
-export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
+/** Set in the compiled CLI (tools/build.cjs defines it): the services then run compiled too. */
+const COMPILED = process.env.MAAS_COMPILED === '1';
+
+/** The repository root (apps/cli/src → ../../..; compiled, dist/cli → ../..). */
+export const REPO_ROOT = COMPILED ? resolve(__dirname, '..', '..') : resolve(__dirname, '..', '..', '..');
+
+/** How a service's entry runs: `node dist/<app>/main.js` from the compiled CLI, else its source through tsx. */
+function serviceCommand(entry: string): string[] {
+  const app = /^apps\/([a-z]+)\/src\/main\.ts$/.exec(entry)?.[1];
+  if (COMPILED && app) return [join(REPO_ROOT, 'dist', app, 'main.js')];
+  return ['--import', 'tsx', join(REPO_ROOT, entry)];
+}
 
 /** One service process of the development stack. */
 export interface ServiceProcess {
@@ -45,11 +55,12 @@ function describeLine(name: string, text: string): string {
 }
 
 /**
- * Starts one service (`node --import tsx <entry>`) and resolves once it
- * logged `listening`. Rejects if it exits or stays silent past the timeout.
+ * Starts one service (compiled, or `node --import tsx <entry>` from source)
+ * and resolves once it logged `listening`. Rejects if it exits or stays
+ * silent past the timeout.
  */
 export function startServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, options.entry)], {
+  const child = spawn(process.execPath, serviceCommand(options.entry), {
     cwd: REPO_ROOT,
     env: { ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUFFER_MALLOC_ENV } from '@maas/config';
 import { SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY } from '@maas/discovery';
@@ -27,10 +27,11 @@ function resolvedCompose(): { services: Record<string, ComposeService>; volumes:
   return JSON.parse(json) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
 }
 
+/** Each service's compiled entry (tools/build.cjs writes it; the image runs `node <entry>`) and its config schema. */
 const schemas: Record<string, Record<string, { env: string }>> = {
-  'apps/registry/src/main.ts': registryConfigSchema,
-  'apps/inference/src/main.ts': inferenceConfigSchema,
-  'apps/gateway/src/main.ts': gatewayConfigSchema,
+  'dist/registry/main.js': registryConfigSchema,
+  'dist/inference/main.js': inferenceConfigSchema,
+  'dist/gateway/main.js': gatewayConfigSchema,
 };
 
 const available = has('docker-compose') && has('/usr/bin/python3');
@@ -62,6 +63,18 @@ if (!available) {
     const result = spawnSync('docker-compose', ['-f', composeFile, 'config', '-q'], { encoding: 'utf8' });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
+  });
+
+  it('runs compiled code: every MaaS service starts a dist/ entry the build writes, as plain node', () => {
+    const { services } = resolvedCompose();
+    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway']) {
+      const entry = services[name].command?.[0] ?? '';
+      expect({ name, entry, known: entry in schemas }).toEqual({ name, entry, known: true });
+      expect(existsSync(join(REPO_ROOT, entry))).toBe(true);
+    }
+    const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node"\]/);
+    expect(dockerfile).not.toMatch(/tsx/);
   });
 
   it('runs consul, redis, registry, two nodes and the gateway with healthchecks and a named registry volume', () => {

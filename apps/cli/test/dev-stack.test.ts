@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isPortOpen, mlpModel, REPO_ROOT, startChild, tempDir, waitFor, type TestChild } from '@maas/testing';
+import { isPortOpen, mlpModel, packagesLoadedBy, REPO_ROOT, startChild, tempDir, waitFor, type TestChild } from '@maas/testing';
 
 const exec = promisify(execFile);
 
@@ -24,9 +24,9 @@ describe('npm start (maas dev) with the CLI against it', () => {
   const ports: number[] = [];
 
   beforeAll(async () => {
-    // What `npm start` runs, on free ports so it cannot clash with anything on this machine.
+    // What `npm start` runs (the compiled CLI, which runs the compiled services), on free ports so it cannot clash with anything here.
     stack = await startChild({
-      entry: 'apps/cli/src/main.ts',
+      entry: 'dist/cli/main.js',
       args: ['dev', '--free-ports', '--data-dir', join(dir.path, 'data')],
       env: { CONSUL_HTTP_ADDR: '', REDIS_URL: '', GATEWAY_AUTH: '' },
       readyWhen: (line) => line.text.includes('Ctrl-C stops everything'),
@@ -50,6 +50,12 @@ describe('npm start (maas dev) with the CLI against it', () => {
     expect(text).toContain(`npx maas --gateway ${gateway} predict demo --input 'input=[[1,2,3,4]]'`);
     expect(text).toMatch(/auth OFF/);
     expect(ports).toHaveLength(4);
+  });
+
+  it('predicts and prints JSON without loading onnxruntime in the CLI', async () => {
+    const loaded = await packagesLoadedBy(join(REPO_ROOT, 'dist/cli/main.js'), ['--gateway', gateway, 'predict', 'demo', '--input', 'input=[[1,2,3,4]]']);
+    expect(loaded).toContain('@grpc/grpc-js');
+    expect(loaded.filter((name) => /onnx|grpc-health-check|proto-loader/.test(name))).toEqual([]);
   });
 
   it('runs push, alias set, predict and nodes as separate processes', async () => {

@@ -1,4 +1,16 @@
-import { Tensor as OrtTensor } from 'onnxruntime-node';
+import type { Tensor as OrtTensor } from 'onnxruntime-node';
+
+let ortTensor: typeof OrtTensor | undefined;
+/**
+ * onnxruntime's Tensor class, required on first use: this library also serves
+ * processes that never run a model (the CLI prints tensors as JSON), which
+ * should not load onnxruntime's native binding to do so.
+ */
+function OrtTensorClass(): typeof OrtTensor {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  ortTensor ??= (require('onnxruntime-node') as typeof import('onnxruntime-node')).Tensor;
+  return ortTensor;
+}
 import { DataType, type Tensor } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
 import { dtypeFromName, dtypeInfo, dtypeName, type OrtTypeName } from './dtype';
@@ -57,9 +69,9 @@ export function typedView(dtype: DataType, raw: Uint8Array): ArrayBufferView {
 export function toOrtTensor(tensor: Tensor): OrtTensor {
   const info = dtypeInfo(tensor.dtype);
   if (!info) throw new InvalidArgumentError(`input "${tensor.name}": dtype ${tensor.dtype} is not supported`);
-  if (tensor.dtype === DataType.DATA_TYPE_STRING) return new OrtTensor('string', tensor.stringData, tensor.shape);
+  if (tensor.dtype === DataType.DATA_TYPE_STRING) return new (OrtTensorClass())('string', tensor.stringData, tensor.shape);
   const view = typedView(tensor.dtype, tensor.rawData);
-  return new OrtTensor(info.name as Exclude<OrtTypeName, 'string'>, view as never, tensor.shape);
+  return new (OrtTensorClass())(info.name as Exclude<OrtTypeName, 'string'>, view as never, tensor.shape);
 }
 
 /** An onnxruntime output as a wire tensor; numeric data is referenced, not copied. */

@@ -10,7 +10,7 @@ export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 
 /** Options of {@link startChild}. */
 export interface ChildOptions {
-  /** TypeScript entry point, relative to the repository root (run with tsx). */
+  /** Entry point relative to the repository root: TypeScript runs through tsx, compiled `dist/**.js` as plain node. */
   entry: string;
   args?: string[];
   /** Added to the parent's environment. */
@@ -59,14 +59,15 @@ function parseLine(text: string): ParsedLine {
 }
 
 /**
- * Starts `node --import tsx <entry>` from the repository root and waits for its ready line.
+ * Starts `node --import tsx <entry>` (or `node <entry>` for a compiled .js) from the repository root and waits for its ready line.
  * The caller owns the child and must `stop()` it.
  */
 export async function startChild(options: ChildOptions): Promise<TestChild> {
   const name = options.name ?? options.entry;
   // MAAS_CHILD_NODE_ARGS (say "--cpu-prof --cpu-prof-dir=/tmp/prof") go to the child named MAAS_CHILD_NODE_ARGS_FOR.
   const nodeArgs = process.env.MAAS_CHILD_NODE_ARGS && options.name === process.env.MAAS_CHILD_NODE_ARGS_FOR ? process.env.MAAS_CHILD_NODE_ARGS.split(' ') : [];
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', options.entry, ...(options.args ?? [])], {
+  const loader = options.entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, ...loader, options.entry, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,3 +7,4 @@ export * from './child-service';
 export * from './consul-double';
 export * from './delay-proxy';
 export * from './tls-certs';
+export * from './loaded-packages';

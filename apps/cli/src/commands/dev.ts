@@ -1,10 +1,5 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { status } from '@grpc/grpc-js';
-import { mlpModel } from '@maas/onnx';
-import { RegistryClient } from '@maas/registry-client';
-import { statusOf } from '@maas/rpc';
-import { DEFAULT_PORTS, FREE_PORTS, startDevStack } from '../dev-stack';
 
 const DEMO_MODEL = 'demo';
 
@@ -17,6 +12,13 @@ export function registerDevCommand(program: Command): void {
     .option('--free-ports', 'bind free ports instead of 50050 (gateway), 50051 (registry), 50061-50062 (nodes)')
     .option('--quiet', 'do not echo the services’ logs')
     .action(async (opts: { dataDir: string; freePorts?: boolean; quiet?: boolean }) => {
+      const [{ status }, { mlpModel }, { RegistryClient }, { statusOf }, { DEFAULT_PORTS, FREE_PORTS, startDevStack }] = await Promise.all([
+        import('@grpc/grpc-js'),
+        import('@maas/onnx'),
+        import('@maas/registry-client'),
+        import('@maas/rpc'),
+        import('../dev-stack.js'),
+      ]);
       const log = opts.quiet ? () => undefined : (line: string) => process.stdout.write(`${line}\n`);
       const stack = await startDevStack({ ports: opts.freePorts ? FREE_PORTS : DEFAULT_PORTS, dataDir: resolve(opts.dataDir), log });
       let stopping = false;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { generateApiKey, hashApiKey, type Scope } from '@maas/auth';
+import type { Scope } from '@maas/auth';
 import { CliError } from '../cli-error';
 
 /** `maas keys create`: mints a key and the entry to add to the gateway's key file. */
@@ -12,7 +12,8 @@ export function registerKeyCommands(program: Command): void {
     .option('--id <id>', 'key id shown in logs and errors', `key-${Date.now().toString(36)}`)
     .option('--scope <scope...>', 'predict and/or admin', ['predict'])
     .option('--rate <n>', 'requests per second', '100')
-    .action((opts: { id: string; scope: string[]; rate: string }) => {
+    .action(async (opts: { id: string; scope: string[]; rate: string }) => {
+      const { generateApiKey, hashApiKey } = await import('@maas/auth');
       for (const s of opts.scope) if (s !== 'predict' && s !== 'admin') throw new CliError(`--scope ${s}: expected predict or admin`);
       const rate = Number(opts.rate);
       if (!(rate > 0)) throw new CliError(`--rate ${opts.rate}: expected a positive number`);

@@ -1,12 +1,7 @@
 import type { Command } from 'commander';
-import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
-import { callUnary } from '@maas/rpc';
-import { service as healthService } from 'grpc-health-check';
 import type { Connection } from '../connection';
 
 type Run = (fn: (conn: Connection) => Promise<void>) => () => Promise<void>;
-
-const HealthClient = makeGenericClientConstructor(healthService, 'Health');
 
 /** `maas nodes` and `maas health`. */
 export function registerNodeCommands(program: Command, run: Run): void {
@@ -15,6 +10,7 @@ export function registerNodeCommands(program: Command, run: Run): void {
     .description('healthy inference nodes the gateway routes to, and the versions each holds')
     .action(() =>
       run(async (conn) => {
+        const { callUnary } = await import('@maas/rpc');
         const gw = conn.gateway;
         const { nodes } = await callUnary(gw.listNodes.bind(gw), {}, conn.call());
         if (conn.options.json) {
@@ -35,6 +31,8 @@ export function registerNodeCommands(program: Command, run: Run): void {
     .description('grpc.health.v1 status of the gateway')
     .action(() =>
       run(async (conn) => {
+        const [{ credentials, makeGenericClientConstructor }, { service: healthService }] = await Promise.all([import('@grpc/grpc-js'), import('grpc-health-check')]);
+        const HealthClient = makeGenericClientConstructor(healthService, 'Health');
         const client = new HealthClient(conn.options.gateway, credentials.createInsecure());
         try {
           const answer = await new Promise<{ status: string | number }>((resolve, reject) =>

@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { callUnary, parseModelRef } from '@maas/rpc';
 import { CliError } from '../cli-error';
 import type { Connection } from '../connection';
-import { decodeTensor, encodeTensor, parseInputArg } from '../tensor-json';
 
 type Run = (fn: (conn: Connection) => Promise<void>) => () => Promise<void>;
 
@@ -15,6 +13,7 @@ export function registerPredictCommand(program: Command, run: Run): void {
     .option('-o, --output <name...>', 'only these outputs')
     .action((reference: string, opts: { input: string[]; output?: string[] }) =>
       run(async (conn) => {
+        const [{ callUnary, parseModelRef }, { decodeTensor, encodeTensor, parseInputArg }] = await Promise.all([import('@maas/rpc'), import('../tensor-json.js')]);
         const ref = parseModelRef(reference);
         const gw = conn.gateway;
         const metadata = await callUnary(gw.modelMetadata.bind(gw), ref, conn.call());

@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { SingleBar, Presets } from 'cli-progress';
 import type { Command } from 'commander';
-import { status } from '@grpc/grpc-js';
-import { statusOf } from '@maas/rpc';
 import { CliError } from '../cli-error';
 import type { Connection } from '../connection';
 
@@ -46,6 +43,7 @@ export function registerPushCommand(program: Command, run: Run): void {
     .option('--no-create', 'fail if the model does not exist instead of creating it')
     .action((model: string, file: string, opts: PushOptions) =>
       run(async (conn) => {
+        const [{ SingleBar, Presets }, { status }, { statusOf }] = await Promise.all([import('cli-progress'), import('@grpc/grpc-js'), import('@maas/rpc')]);
         let size: number;
         try {
           size = statSync(file).size;
