@@ -1,6 +1,8 @@
 import { connect } from 'node:http2';
+import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
 import { waitFor } from '@maas/testing';
-import { GrpcServer } from './grpc-server';
+import { service as healthService } from 'grpc-health-check';
+import { GrpcServer, LIVENESS_SERVICE } from './grpc-server';
 
 describe('GrpcServer', () => {
   it.each([
@@ -17,6 +19,24 @@ describe('GrpcServer', () => {
       await waitFor(() => window === expected, { timeoutMs: 2000, description: `initial window ${expected}` });
     } finally {
       session.close();
+      await server.shutdown(100);
+    }
+  });
+
+  it('answers readiness on "" and liveness on its own name, which stays SERVING while the server drains', async () => {
+    const server = new GrpcServer();
+    const port = await server.start();
+    const Health = makeGenericClientConstructor(healthService, 'Health');
+    const client = new Health(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as Client & {
+      check(request: { service: string }, callback: (err: Error | null, answer: { status: string }) => void): void;
+    };
+    const check = (service: string) => new Promise<string>((resolve, reject) => client.check({ service }, (err, answer) => (err ? reject(err) : resolve(answer.status))));
+    try {
+      expect([await check(''), await check(LIVENESS_SERVICE)]).toEqual(['SERVING', 'SERVING']);
+      server.setServing(false);
+      expect([await check(''), await check(LIVENESS_SERVICE)]).toEqual(['NOT_SERVING', 'SERVING']);
+    } finally {
+      client.close();
       await server.shutdown(100);
     }
   });

@@ -55,6 +55,13 @@ export interface GrpcService {
 }
 
 /**
+ * Health service name that answers SERVING for as long as the process answers
+ * at all, also while it drains (when '' is NOT_SERVING): what a liveness probe
+ * asks, so a draining server is taken out of rotation but not restarted.
+ */
+export const LIVENESS_SERVICE = 'maas.liveness';
+
+/**
  * grpc-health-check reads and parses its .proto when it is first required
  * (0.2 s measured): it is required when a server is built, so clients of this
  * library (the CLI) never pay for it.
@@ -70,7 +77,7 @@ function healthImplementation(): typeof HealthImplementation {
  */
 export class GrpcServer {
   readonly server: Server;
-  readonly health: HealthImplementation = new (healthImplementation())({ '': 'NOT_SERVING' });
+  readonly health: HealthImplementation = new (healthImplementation())({ '': 'NOT_SERVING', [LIVENESS_SERVICE]: 'SERVING' });
   private boundPort = 0;
   private readonly services: string[] = [];
 
