@@ -3,6 +3,7 @@
 import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { DataType, GatewayServiceClient, InferenceServiceClient, PredictRequest, RegistryServiceClient } from '@maas/proto';
 import { callUnary, defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
+import { PHASE_END, PHASE_MEASURE } from './processes';
 import { summarise } from './stats';
 
 /** What to drive. */
@@ -61,6 +62,8 @@ async function main(): Promise<void> {
   const started = performance.now();
   const measureFrom = started + job.warmupMs;
   const end = measureFrom + job.durationMs;
+  // The parent reads every process's CPU time from /proc when the window opens and closes.
+  setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
   const worker = async () => {
     while (performance.now() < end) {
       const t0 = performance.now();
@@ -74,6 +77,7 @@ async function main(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: job.concurrency }, worker));
+  process.stdout.write(`${PHASE_END}\n`);
   close();
   const result = summarise(latencies, job.durationMs / 1000, errors);
   const usage = process.resourceUsage();

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { writePaddedModelFile, mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { memoryOf, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess } from './processes';
+import { memoryOf, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess, type WindowCpu } from './processes';
 import { medianRun, target, type RunResult, type TargetResult } from './stats';
 import type { LoadJob } from './load-generator';
 
@@ -45,21 +45,28 @@ const settings: Settings = opts.quick
 const rows: Row[] = [];
 const log = (text: string) => process.stderr.write(`${text}\n`);
 
-async function measure(scenario: string, path: string, concurrency: number, run: () => Promise<RunResult>, servers: BenchProcess[] = []): Promise<RunResult> {
+async function measure(scenario: string, path: string, concurrency: number, run: (watch: BenchProcess[]) => Promise<RunResult>, servers: BenchProcess[] = []): Promise<RunResult> {
   const runs: RunResult[] = [];
-  for (let i = 0; i < settings.reps; i++) runs.push(await run());
+  for (let i = 0; i < settings.reps; i++) runs.push(await run(servers));
   const result = medianRun(runs);
   const serverRss = Object.fromEntries(servers.map((s) => [s.name, memoryOf(s.child.pid!).hwm]));
   rows.push({ scenario, path, concurrency, result, serverRss });
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
-  log(`${scenario.padEnd(22)} ${path.padEnd(26)} c=${String(concurrency).padEnd(3)} ${fixed(result.throughput, 0).padStart(7)} req/s  p50 ${fixed(result.p50, 3)} ms  p99 ${fixed(result.p99, 3)} ms${Object.keys(result.errors).length ? `  errors ${JSON.stringify(result.errors)}` : ''}`);
+  const cpu = Object.entries(result.cpuMsPerRequest ?? {}).map(([name, ms]) => `${name} ${fixed(ms, 3)}`).join(', ');
+  log(`${scenario.padEnd(22)} ${path.padEnd(26)} c=${String(concurrency).padEnd(3)} ${fixed(result.throughput, 0).padStart(7)} req/s  p50 ${fixed(result.p50, 3)} ms  p99 ${fixed(result.p99, 3)} ms${cpu ? `  CPU ms/req: ${cpu}` : ''}${Object.keys(result.errors).length ? `  errors ${JSON.stringify(result.errors)}` : ''}`);
   return result;
 }
 
-const load = (job: Omit<LoadJob, 'warmupMs' | 'durationMs'>) => () =>
-  runJob<RunResult>('bench/src/load-generator.ts', { ...job, warmupMs: settings.warmupMs, durationMs: settings.durationMs });
-const raw = (modelPath: string, inputName: string, inputShape: number[], concurrency: number, intraOpThreads: number, instances = 1) => () =>
-  runJob<RunResult>('bench/src/raw-ort.ts', { modelPath, inputName, inputShape, concurrency, intraOpThreads, instances, warmupMs: settings.warmupMs, durationMs: settings.durationMs });
+/** A run's result with each process's CPU per completed request over the measured window. */
+function withCpu(result: RunResult & { windowCpu?: WindowCpu }): RunResult {
+  const { windowCpu, ...rest } = result;
+  if (!windowCpu || result.count === 0) return rest;
+  return { ...rest, cpuMsPerRequest: Object.fromEntries(Object.entries(windowCpu).map(([name, seconds]) => [name, (seconds * 1000) / result.count])) };
+}
+const load = (job: Omit<LoadJob, 'warmupMs' | 'durationMs'>) => async (watch: BenchProcess[]) =>
+  withCpu(await runJob<RunResult>('bench/src/load-generator.ts', { ...job, warmupMs: settings.warmupMs, durationMs: settings.durationMs }, watch));
+const raw = (modelPath: string, inputName: string, inputShape: number[], concurrency: number, intraOpThreads: number, instances = 1) => async () =>
+  withCpu(await runJob<RunResult>('bench/src/raw-ort.ts', { modelPath, inputName, inputShape, concurrency, intraOpThreads, instances, warmupMs: settings.warmupMs, durationMs: settings.durationMs }));
 
 async function main(): Promise<void> {
   const work = join(tmpdir(), `maas-bench-${process.pid}`);
@@ -111,18 +118,19 @@ async function main(): Promise<void> {
     // PP-OCRv4 rec runs fastest per sample at batch 1-4 on 2 cores (batch 32 halves throughput: see README), so it is served with
     // max_batch_size 4, as two instances of one intra-op thread each: on 2 cores that outruns one session with two threads.
     const medium = await push('medium', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 4, 2);
+    const mediumSolo = await push('medium-nobatch', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 1, 2);
 
     // Tiny MLP: sweep concurrency on every path.
     const baselineB: Record<number, RunResult> = {};
     const gatewayMlp: Record<number, RunResult> = {};
+    const gatewayMlpSolo: Record<number, RunResult> = {};
     for (const c of settings.sweep) {
       await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
       await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       gatewayMlp[c] = await measure('tiny-mlp', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
+      gatewayMlpSolo[c] = await measure('tiny-mlp batching off', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: mlpSolo, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
     }
-    const unbatched = await measure('tiny-mlp batching off', 'via gateway', 64, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: mlpSolo, inputName: 'input', inputShape: MLP_SHAPE, concurrency: 64 }), [gateway, node]);
-    const batched = gatewayMlp[64] ?? (await measure('tiny-mlp', 'via gateway', 64, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: 64 }), [gateway, node]));
 
     // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32.
     // Baseline A in both session layouts; the faster one is the bar.
@@ -131,6 +139,7 @@ async function main(): Promise<void> {
     const rawMedium = rawMediumShared.throughput >= rawMediumSplit.throughput ? rawMediumShared : rawMediumSplit;
     if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
     const gatewayMedium = await measure('ppocr-v4-rec', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
+    const gatewayMediumSolo = await measure('ppocr-v4-rec batching off', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
 
     // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).
     const cold = await startServer('registry-nocache', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_CACHE_TTL_SECONDS: '0' });
@@ -165,10 +174,31 @@ async function main(): Promise<void> {
     client.close();
 
     const targets: TargetResult[] = [
-      target('P1', 'medium model, c=32, via gateway / raw in-process throughput', gatewayMedium.throughput / rawMedium.throughput, '>=', 0.9),
-      target('P2a', 'tiny MLP, c=1, via gateway p50 / bare gRPC p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
-      target('P2b', `tiny MLP, c=1, via gateway p99 / its p50 (bare gRPC's own in this run: ${(baselineB[1].p99 / baselineB[1].p50).toFixed(2)})`, gatewayMlp[1].p99 / gatewayMlp[1].p50, '<=', 3),
-      target('P3', 'tiny MLP, c=64, via gateway throughput with / without batching', batched.throughput / unbatched.throughput, '>=', 4),
+      target(
+        'T1',
+        `medium model c=32, serving tax: (gateway + node CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: gateway ${cpuOf(gatewayMedium, 'gateway').toFixed(2)}, node ${cpuOf(gatewayMedium, 'inference').toFixed(2)}, raw ${cpuOf(rawMedium, 'load').toFixed(2)})`,
+        (cpuOf(gatewayMedium, 'gateway') + cpuOf(gatewayMedium, 'inference') - cpuOf(rawMedium, 'load')) / cpuOf(rawMedium, 'load'),
+        '<=',
+        0.1,
+      ),
+      target('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
+      target(
+        'T2b',
+        `tiny MLP c=1: via gateway p99/p50 ÷ bare grpc-js p99/p50 (${(gatewayMlp[1].p99 / gatewayMlp[1].p50).toFixed(2)} ÷ ${(baselineB[1].p99 / baselineB[1].p50).toFixed(2)})`,
+        gatewayMlp[1].p99 / gatewayMlp[1].p50 / (baselineB[1].p99 / baselineB[1].p50),
+        '<=',
+        1.2,
+      ),
+      target('T3', 'tiny MLP c=64: via gateway throughput ÷ bare grpc-js throughput', (gatewayMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
+      target('T4', 'internal caller c=1 p50 through the typed client ÷ node direct p50', NaN, '<=', 1.2, 'no typed internal client library yet'),
+      target(
+        'T5a',
+        `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${(gatewayMlp[c].throughput / gatewayMlpSolo[c].throughput).toFixed(2)}`).join(', ')})`,
+        Math.min(...settings.sweep.map((c) => gatewayMlp[c].throughput / gatewayMlpSolo[c].throughput)),
+        '>=',
+        1,
+      ),
+      target('T5b', 'medium model c=32 via gateway: throughput with ÷ without dynamic batching', gatewayMedium.throughput / gatewayMediumSolo.throughput, '>=', 1),
       target('P4a', 'registry cache-hit read p50 / bare gRPC p50', hit.p50 / baselineB[1].p50, '<=', 1.5),
       target(
         'P4b',
@@ -187,6 +217,11 @@ async function main(): Promise<void> {
   }
 }
 
+/** A process's CPU milliseconds per request in a run (NaN when not measured). */
+function cpuOf(result: RunResult, name: string): number {
+  return result.cpuMsPerRequest?.[name] ?? NaN;
+}
+
 function report(targets: TargetResult[], artifact: Record<string, number | boolean>): void {
   mkdirSync(opts.out, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -198,11 +233,11 @@ function report(targets: TargetResult[], artifact: Record<string, number | boole
     '',
     `Medians over ${settings.reps} run(s) of ${settings.durationMs} ms after ${settings.warmupMs} ms warm-up; ${result.machine.cpus} CPUs, node ${process.version}.`,
     '',
-    '| scenario | path | c | req/s | p50 ms | p90 ms | p99 ms | errors | peak RSS MiB (servers) | load gen RSS MiB |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | path | c | req/s | p50 ms | p90 ms | p99 ms | errors | CPU ms per request (from /proc) | peak RSS MiB (servers) | load gen RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.result.throughput.toFixed(0)} | ${r.result.p50.toFixed(3)} | ${r.result.p90.toFixed(3)} | ${r.result.p99.toFixed(3)} | ${Object.values(r.result.errors).reduce((a, b) => a + b, 0)} | ${Object.entries(r.serverRss).map(([k, v]) => `${k} ${mib(v)}`).join(', ') || '-'} | ${mib(r.result.maxRss ?? NaN)} |`,
+        `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.result.throughput.toFixed(0)} | ${r.result.p50.toFixed(3)} | ${r.result.p90.toFixed(3)} | ${r.result.p99.toFixed(3)} | ${Object.values(r.result.errors).reduce((a, b) => a + b, 0)} | ${Object.entries(r.result.cpuMsPerRequest ?? {}).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ') || '-'} | ${Object.entries(r.serverRss).map(([k, v]) => `${k} ${mib(v)}`).join(', ') || '-'} | ${mib(r.result.maxRss ?? NaN)} |`,
     ),
     '',
     `Artifact of ${mib(artifact.bytes as number)} MiB: upload ${(artifact.uploadMBps as number).toFixed(1)} MB/s, download ${(artifact.downloadMBps as number).toFixed(1)} MB/s, registry peak RSS growth ${mib(artifact.registryRssGrowthBytes as number)} MiB.`,

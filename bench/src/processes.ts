@@ -46,16 +46,40 @@ export function startServer(name: string, entry: string, extraEnv: Record<string
   });
 }
 
-/** Runs a one-shot job process and parses the JSON it prints. */
-export function runJob<T>(entry: string, job: object): Promise<T> {
+/** Line a job prints when its measured window opens, and when it closes. */
+export const PHASE_MEASURE = '{"phase":"measure"}';
+export const PHASE_END = '{"phase":"end"}';
+
+/**
+ * CPU seconds each watched process (and the job itself, as `load`) used
+ * between the job's PHASE_MEASURE and PHASE_END lines.
+ */
+export type WindowCpu = Record<string, number>;
+
+/**
+ * Runs a one-shot job process and parses the JSON it prints last. With
+ * `watch`, reads the CPU time of those processes and of the job from /proc
+ * when the job opens and closes its measured window.
+ */
+export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []): Promise<T & { windowCpu?: WindowCpu }> {
   const child = spawn(process.execPath, nodeArgs(entry, [JSON.stringify(job)]), { cwd: REPO_ROOT, env: env({}), stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  const processes = () => [{ name: 'load', pid: child.pid! }, ...watch.map((w) => ({ name: w.name, pid: w.child.pid! }))];
+  let opened: WindowCpu | undefined;
+  let windowCpu: WindowCpu | undefined;
+  const sample = () => Object.fromEntries(processes().map((p) => [p.name, cpuSecondsOf(p.pid)]));
+  let last = '';
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line === PHASE_MEASURE) opened = sample();
+    else if (line === PHASE_END && opened) {
+      const closed = sample();
+      windowCpu = Object.fromEntries(Object.entries(closed).map(([name, seconds]) => [name, seconds - opened![name]]));
+    } else if (line.trim()) last = line;
+  });
   return new Promise((resolvePromise, reject) => {
-    child.once('exit', (code) => {
+    child.once('close', (code) => {
       if (code !== 0) return reject(new Error(`${entry} exited with ${code}`));
       try {
-        resolvePromise(JSON.parse(out.trim().split('\n').pop()!) as T);
+        resolvePromise({ ...(JSON.parse(last) as T), windowCpu });
       } catch (err) {
         reject(new Error(`${entry} printed no result: ${String(err)}`));
       }

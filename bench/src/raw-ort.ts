@@ -4,6 +4,7 @@
 // version with instance_count > 1), and prints one JSON RunResult.
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { PHASE_END, PHASE_MEASURE } from './processes';
 import { summarise } from './stats';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { openLoop } = require('./raw-ort-loop.cjs') as { openLoop(job: RawJob): Promise<{ measure(startAt: number): Promise<number[]> }> };
@@ -46,7 +47,10 @@ async function main(): Promise<void> {
   const loops =
     instances === 1 ? [await openLoop(job)] : await Promise.all(Array.from({ length: instances }, (_, i) => threadLoop({ ...job, concurrency: share(i) })));
   const startAt = Date.now();
+  // The loops measure from warmupMs after startAt; the parent reads CPU time from /proc then and at the end.
+  setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
   const latencies = (await Promise.all(loops.map((l) => l.measure(startAt)))).flat();
+  process.stdout.write(`${PHASE_END}\n`);
   process.stdout.write(`${JSON.stringify({ ...summarise(latencies, job.durationMs / 1000), maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
 }
 

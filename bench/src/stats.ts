@@ -11,6 +11,12 @@ export interface RunResult {
   maxRss?: number;
   /** CPU time the load-generating process used over its whole life, seconds. */
   cpuSeconds?: number;
+  /**
+   * CPU milliseconds per completed request over the measured window, read from
+   * /proc: `load` is the job itself (the load generator, or raw onnxruntime's
+   * process), the others the servers it drove.
+   */
+  cpuMsPerRequest?: Record<string, number>;
 }
 
 /** The q-quantile (0..1) of sorted samples, nearest-rank. */
@@ -41,6 +47,13 @@ export function median(values: readonly number[]): number {
 }
 
 /** Field-wise medians over repeated runs. */
+/** Per process, the median over runs of its CPU milliseconds per completed request. */
+function medianCpu(runs: RunResult[]): Record<string, number> | undefined {
+  const names = new Set(runs.flatMap((r) => Object.keys(r.cpuMsPerRequest ?? {})));
+  if (names.size === 0) return undefined;
+  return Object.fromEntries([...names].map((name) => [name, median(runs.map((r) => r.cpuMsPerRequest?.[name] ?? NaN))]));
+}
+
 export function medianRun(runs: RunResult[]): RunResult {
   const errors: Record<string, number> = {};
   for (const run of runs) for (const [code, n] of Object.entries(run.errors)) errors[code] = (errors[code] ?? 0) + n;
@@ -52,6 +65,7 @@ export function medianRun(runs: RunResult[]): RunResult {
     p90: median(runs.map((r) => r.p90)),
     p99: median(runs.map((r) => r.p99)),
     maxRss: median(runs.map((r) => r.maxRss ?? NaN)),
+    cpuMsPerRequest: medianCpu(runs),
   };
 }
 

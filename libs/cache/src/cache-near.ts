@@ -47,6 +47,8 @@ export class NearMetadataCache implements MetadataCache {
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly unsubscribe: Array<() => void>;
+  /** Per model, the generation read not yet sent, shared by the hits waiting for it. */
+  private readonly checks = new Map<string, Promise<string | undefined>>();
 
   constructor(
     readonly shared: MetadataCache,
@@ -81,7 +83,7 @@ export class NearMetadataCache implements MetadataCache {
     let entry = fields?.get(field);
     if (entry && this.bus.live && entry.expires > Date.now()) {
       const token = this.tokenOf(model);
-      const current = await this.shared.generation(model);
+      const current = await this.generationAfterNow(model);
       if (current === entry.generation && token === this.tokenOf(model) && this.bus.live) {
         this.stats.nearHits += 1;
         return { value: entry.value, generation: '' };
@@ -142,6 +144,26 @@ export class NearMetadataCache implements MetadataCache {
 
   async generation(model: string): Promise<string | undefined> {
     return this.shared.generation(model);
+  }
+
+  /**
+   * The model's generation as read by a request sent after this call: reads
+   * arriving before it goes out share it (one Redis command for all the hits
+   * of a busy model in one turn of the event loop), and one made later waits
+   * for the next, so no hit is ever checked by a read older than itself.
+   */
+  private generationAfterNow(model: string): Promise<string | undefined> {
+    let check = this.checks.get(model);
+    if (!check) {
+      check = new Promise((resolve) => {
+        setImmediate(() => {
+          this.checks.delete(model);
+          this.shared.generation(model).then(resolve, () => resolve(undefined));
+        });
+      });
+      this.checks.set(model, check);
+    }
+    return check;
   }
 
   private remember(model: string, field: string, value: string, token: string, generation: string): void {
