@@ -2,6 +2,7 @@
 // fixed concurrency, printing one JSON RunResult on stdout.
 import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { DataType, GatewayServiceClient, InferenceServiceClient, PredictRequest, RegistryServiceClient } from '@maas/proto';
+import { InferenceClient } from '@maas/inference-client';
 import { callUnary, defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
 import { PHASE_END, PHASE_MEASURE } from './processes';
 import { summarise } from './stats';
@@ -9,7 +10,8 @@ import { summarise } from './stats';
 /** What to drive. */
 export interface LoadJob {
   target: string;
-  kind: 'gateway-predict' | 'node-predict' | 'registry-get-version';
+  /** client-predict: the typed client for internal callers (@maas/inference-client); `target` lists the nodes, comma-separated. */
+  kind: 'gateway-predict' | 'node-predict' | 'client-predict' | 'registry-get-version';
   model: string;
   version: number;
   inputName: string;
@@ -36,7 +38,11 @@ async function main(): Promise<void> {
   };
   let call: () => Promise<unknown>;
   let close: () => void;
-  if (job.kind === 'registry-get-version') {
+  if (job.kind === 'client-predict') {
+    const client = new InferenceClient({ nodes: job.target.split(',') });
+    call = () => client.predict(request);
+    close = () => void client.close();
+  } else if (job.kind === 'registry-get-version') {
     const client = new RegistryServiceClient(job.target, credentials.createInsecure(), options);
     call = () => callUnary(client.getVersion.bind(client), { model: job.model, version: job.version });
     close = () => client.close();

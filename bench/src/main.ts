@@ -65,6 +65,8 @@ function withCpu(result: RunResult & { windowCpu?: WindowCpu }): RunResult {
 }
 const load = (job: Omit<LoadJob, 'warmupMs' | 'durationMs'>) => async (watch: BenchProcess[]) =>
   withCpu(await runJob<RunResult>('bench/src/load-generator.ts', { ...job, warmupMs: settings.warmupMs, durationMs: settings.durationMs }, watch));
+/** One call of a job's kind, awaited: loads the version on its node before anything is measured. */
+const warm = (job: Omit<LoadJob, 'warmupMs' | 'durationMs' | 'concurrency'>) => runJob<RunResult>('bench/src/load-generator.ts', { ...job, concurrency: 1, warmupMs: 0, durationMs: 1 });
 const raw = (modelPath: string, inputName: string, inputShape: number[], concurrency: number, intraOpThreads: number, instances = 1) => async () =>
   withCpu(await runJob<RunResult>('bench/src/raw-ort.ts', { modelPath, inputName, inputShape, concurrency, intraOpThreads, instances, warmupMs: settings.warmupMs, durationMs: settings.durationMs }));
 
@@ -120,14 +122,22 @@ async function main(): Promise<void> {
     const medium = await push('medium', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 4, 2);
     const mediumSolo = await push('medium-nobatch', createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>, 1, 2);
 
+    // Every version is loaded on the node before its first measured run (PP-OCRv4 with two instances takes seconds).
+    for (const [model, version, inputName, inputShape] of [['mlp', mlp, 'input', MLP_SHAPE], ['mlp-nobatch', mlpSolo, 'input', MLP_SHAPE], ['medium', medium, 'x', MEDIUM_SHAPE], ['medium-nobatch', mediumSolo, 'x', MEDIUM_SHAPE]] as const) {
+      await warm({ target: gatewayAddress, kind: 'gateway-predict', model, version, inputName, inputShape: [...inputShape] });
+    }
+
     // Tiny MLP: sweep concurrency on every path.
     const baselineB: Record<number, RunResult> = {};
     const gatewayMlp: Record<number, RunResult> = {};
     const gatewayMlpSolo: Record<number, RunResult> = {};
+    const nodeMlp: Record<number, RunResult> = {};
+    let clientMlp: RunResult | undefined;
     for (const c of settings.sweep) {
       await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
-      await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      nodeMlp[c] = await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      if (c === 1) clientMlp = await measure('tiny-mlp', 'internal client (1 hop)', c, load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       gatewayMlp[c] = await measure('tiny-mlp', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
       gatewayMlpSolo[c] = await measure('tiny-mlp batching off', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: mlpSolo, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
     }
@@ -190,7 +200,7 @@ async function main(): Promise<void> {
         1.2,
       ),
       target('T3', 'tiny MLP c=64: via gateway throughput ÷ bare grpc-js throughput', (gatewayMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
-      target('T4', 'internal caller c=1 p50 through the typed client ÷ node direct p50', NaN, '<=', 1.2, 'no typed internal client library yet'),
+      target('T4', 'tiny MLP c=1: p50 through the typed internal client (@maas/inference-client) ÷ node direct p50', (clientMlp?.p50 ?? NaN) / nodeMlp[1].p50, '<=', 1.2),
       target(
         'T5a',
         `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${(gatewayMlp[c].throughput / gatewayMlpSolo[c].throughput).toFixed(2)}`).join(', ')})`,

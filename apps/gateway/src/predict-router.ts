@@ -22,7 +22,7 @@ import { runAttempts, silentForMs } from './hedged-attempts';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
 import type { ModelStatistics } from './model-statistics';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
-import { rankNodes } from './rendezvous-router';
+import { rankNodes } from '@maas/discovery';
 import type { VersionResolver } from './version-resolver';
 
 /**

@@ -1,10 +1,9 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { ConsulRegistrar, SERVICE_INFERENCE } from '@maas/discovery';
+import { ConsulRegistrar, homeNodes, SERVICE_INFERENCE } from '@maas/discovery';
 import { DataType, type GatewayServiceClient } from '@maas/proto';
 import { callUnary } from '@maas/rpc';
 import { mlpModel, startDelayProxy, waitFor } from '@maas/testing';
-import { homeNodes } from '../src/rendezvous-router';
 import { startStack, withKey, type Stack } from './stack-fixture';
 
 /** One Predict of the tiny MLP through the gateway, with the predict key. */

@@ -3,7 +3,7 @@ import { DataType, type PredictResponse, type Tensor } from '@maas/proto';
 import { callUnary, type CallOpts } from '@maas/rpc';
 import { RegistryClient } from '@maas/registry-client';
 import { mlpModel, waitFor } from '@maas/testing';
-import { homeNodes } from '../src/rendezvous-router';
+import { homeNodes } from '@maas/discovery';
 import { startStack, withKey, type Stack } from './stack-fixture';
 
 const input = (values = [1, 2, 3, 4]): Tensor => ({

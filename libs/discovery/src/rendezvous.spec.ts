@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { homeNodes, rankNodes } from './rendezvous-router';
+import { homeNodes, rankNodes } from './rendezvous';
 
 describe('rendezvous hashing', () => {
   it('ranks the same way whatever the input order', () => {
