@@ -7,8 +7,8 @@
 //   node tools/build.cjs [app...]     (no app: all of them; nx runs it per app, cached)
 'use strict';
 const { build } = require('esbuild');
-const { copyFileSync, mkdirSync, rmSync } = require('node:fs');
-const { join } = require('node:path');
+const { copyFileSync, mkdirSync, renameSync, writeFileSync } = require('node:fs');
+const { dirname, join } = require('node:path');
 
 const ROOT = join(__dirname, '..');
 
@@ -24,9 +24,9 @@ async function buildApp(name) {
   const app = APPS[name];
   if (!app) throw new Error(`unknown app "${name}": expected one of ${Object.keys(APPS).join(', ')}`);
   const out = join(ROOT, 'dist', name);
-  rmSync(out, { recursive: true, force: true });
   const started = Date.now();
-  await build({
+  const result = await build({
+    write: false,
     entryPoints: [join(ROOT, app.entry)],
     outfile: join(out, 'main.js'),
     bundle: true,
@@ -42,10 +42,16 @@ async function buildApp(name) {
     // Marks the bundle, so code that finds files or entry points relative to itself knows it is compiled.
     define: { 'process.env.MAAS_COMPILED': '"1"' },
   });
-  for (const [to, from] of Object.entries(app.assets)) {
-    mkdirSync(join(out, to, '..'), { recursive: true });
-    copyFileSync(join(ROOT, from), join(out, to));
-  }
+  // Each file is written beside its place and renamed over it: a process starting from dist/ meanwhile
+  // (a test, a running stack) sees the old file or the new one, never a missing or half-written one.
+  const place = (path, write) => {
+    mkdirSync(dirname(path), { recursive: true });
+    const temporary = `${path}.${process.pid}.tmp`;
+    write(temporary);
+    renameSync(temporary, path);
+  };
+  for (const file of result.outputFiles) place(file.path, (to) => writeFileSync(to, file.contents));
+  for (const [to, from] of Object.entries(app.assets)) place(join(out, to), (path) => copyFileSync(join(ROOT, from), path));
   process.stdout.write(`built dist/${name}/main.js in ${Date.now() - started} ms\n`);
 }
 

@@ -23,6 +23,12 @@ function requiredPackages(file: string): string[] {
 }
 
 describe('compiled build', () => {
+  it('builds through nx as npm start does: every app, each once (the root package is no nx target of its own)', () => {
+    const out = execFileSync('npm', ['run', '-s', 'build', '--', '--skip-nx-cache'], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, NX_DAEMON: 'false', NX_TUI: 'false' }, timeout: 120_000 });
+    expect(out).toMatch(/Successfully ran target build for 4 projects/);
+    expect(out).not.toMatch(/Recursive task invocation/);
+  }, 150_000);
+
   it('bundles each app into dist/<app>/main.js requiring production dependencies only (the image has no others)', () => {
     for (const app of APPS) {
       const used = requiredPackages(join(REPO_ROOT, 'dist', app, 'main.js'));
