@@ -24,7 +24,9 @@ function requiredPackages(file: string): string[] {
 
 describe('compiled build', () => {
   it('builds through nx as npm start does: every app, each once (the root package is no nx target of its own)', () => {
-    const out = execFileSync('npm', ['run', '-s', 'build', '--', '--skip-nx-cache'], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, NX_DAEMON: 'false', NX_TUI: 'false' }, timeout: 120_000 });
+    const colored = execFileSync('npm', ['run', '-s', 'build', '--', '--skip-nx-cache'], { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, NX_DAEMON: 'false', NX_TUI: 'false', FORCE_COLOR: '0', NO_COLOR: '1' }, timeout: 120_000 });
+    // eslint-disable-next-line no-control-regex
+    const out = colored.replace(/\u001b\[[0-9;]*m/g, '');
     expect(out).toMatch(/Successfully ran target build for 4 projects/);
     expect(out).not.toMatch(/Recursive task invocation/);
   }, 150_000);
