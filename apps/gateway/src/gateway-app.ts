@@ -186,7 +186,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     repositoryIndex: (readyOnly, call) => gatewayService.repositoryIndex(readyOnly, call),
     loadModel: (name, call) => gatewayService.loadModel(name, call),
     unloadModel: (name, call) => gatewayService.unloadModel(name, call),
-  });
+  }, { rest: config.httpPort >= 0 });
   server.addService('inference.GRPCInferenceService', kserve.GRPCInferenceServiceService, kserveService.handlers());
   // Reflection from protoc's own descriptors, listing exactly the services answered here (what grpcurl
   // and other strict descriptor pools accept; proto-loader's rebuilt descriptors were refused).

@@ -37,12 +37,16 @@ export interface KserveV2ServiceOptions {
   serverName?: string;
   /** Reported by ServerMetadata. @default the package version */
   serverVersion?: string;
+  /** Whether the REST side is served, so ServerMetadata lists binary_tensor_data (an HTTP extension). @default true */
+  rest?: boolean;
 }
 
 const NOT_READY_CODES = new Set([status.NOT_FOUND, status.FAILED_PRECONDITION, status.UNAVAILABLE]);
 
 /** Triton's names of the protocol extensions this server answers (ServerMetadata lists them). */
 export const SUPPORTED_EXTENSIONS = ['model_repository', 'model_repository(unload_dependents)', 'model_configuration', 'statistics', 'binary_tensor_data'];
+/** The extension only the REST side has. */
+const REST_ONLY = 'binary_tensor_data';
 
 const none = (): Duration => ({ count: 0, ns: 0 });
 
@@ -91,7 +95,8 @@ export class KserveV2Service {
   }
 
   serverMetadata(): kserve.ServerMetadataResponse {
-    return { name: this.options.serverName ?? 'maas', version: this.options.serverVersion ?? '0.1.0', extensions: SUPPORTED_EXTENSIONS };
+    const rest = this.options.rest ?? true;
+    return { name: this.options.serverName ?? 'maas', version: this.options.serverVersion ?? '0.1.0', extensions: SUPPORTED_EXTENSIONS.filter((e) => rest || e !== REST_ONLY) };
   }
 
   async repositoryIndex(request: kserve.RepositoryIndexRequest, call: ServerSurfaceCall): Promise<kserve.RepositoryIndexResponse> {
