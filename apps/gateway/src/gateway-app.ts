@@ -17,7 +17,7 @@ import { contextOf, GatewayService, GatewayServiceServed } from './gateway-servi
 import { intakeShedding } from './intake-shedding';
 import { KserveV2Http } from './kserve/kserve-v2-http';
 import { KserveV2Service } from './kserve/kserve-v2-service';
-import { NodePool } from './node-pool';
+import { NodePool } from '@maas/inference-client';
 import { ModelStatistics } from './model-statistics';
 import { PredictRouter } from './predict-router';
 import { RegistryProxy } from './registry-proxy';

@@ -13,7 +13,7 @@ import { REQUEST_ID_HEADER } from '@maas/observability';
 import { callDeadlineMs, callSignal, callUnary, unary, UnavailableError, validateModelName, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
-import type { NodePool } from './node-pool';
+import type { NodePool } from '@maas/inference-client';
 import type { CallContext, PredictRouter } from './predict-router';
 
 /**

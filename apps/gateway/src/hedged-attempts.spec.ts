@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { NodeHandle } from './node-pool';
+import type { NodeHandle } from '@maas/inference-client';
 import { runAttempts, type AttemptPlan } from './hedged-attempts';
 
 const node = (id: string): NodeHandle => ({ instance: { id, address: id, tags: [], meta: {} } as never, client: undefined as never, inFlight: 0, ejectedUntil: 0, silentSince: 0 });

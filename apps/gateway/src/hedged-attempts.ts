@@ -1,5 +1,5 @@
 import { CancelledError } from '@maas/rpc';
-import type { NodeHandle } from './node-pool';
+import type { NodeHandle } from '@maas/inference-client';
 
 /** What {@link runAttempts} needs to send one request to its candidate nodes. */
 export interface AttemptPlan<T> {

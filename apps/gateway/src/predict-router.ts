@@ -4,8 +4,8 @@ import {
   callUnary,
   DeadlineExceededError,
   InvalidArgumentError,
+  markedRetryElsewhere,
   ResourceExhaustedError,
-  RETRY_ELSEWHERE_TRAILER,
   statusOf,
   headerMsOf,
   QUEUE_MS_HEADER,
@@ -16,7 +16,7 @@ import {
   type UnaryMethod,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
-import type { NodeHandle, NodePool } from './node-pool';
+import type { NodeHandle, NodePool } from '@maas/inference-client';
 import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
@@ -28,15 +28,12 @@ import type { VersionResolver } from './version-resolver';
 /**
  * Whether the same request may go to another node: the node could not take
  * it (gone, cancelled its run, or out of queue or memory, which it marks with
- * {@link RETRY_ELSEWHERE_TRAILER}). A RESOURCE_EXHAUSTED without the mark is a
+ * the maas-retry-elsewhere trailer). A RESOURCE_EXHAUSTED without the mark is a
  * size limit, and fails the same on every node.
  */
 function retryElsewhere(err: unknown): boolean {
   const code = statusOf(err);
-  if (code === status.UNAVAILABLE || code === status.CANCELLED) return true;
-  if (code !== status.RESOURCE_EXHAUSTED) return false;
-  const trailers = (err as { metadata?: unknown }).metadata;
-  return trailers instanceof Metadata && trailers.get(RETRY_ELSEWHERE_TRAILER).length > 0;
+  return code === status.UNAVAILABLE || code === status.CANCELLED || markedRetryElsewhere(err);
 }
 
 /** grpc-js's own words when an answer is over the channel's receive limit. */

@@ -1,1 +1,2 @@
 export * from './inference-client';
+export * from './node-pool';

@@ -1,7 +1,8 @@
-import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials } from '@grpc/grpc-js';
-import { createDiscovery, rankNodes, SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { callUnary, DeadlineExceededError, defaultClientOptions, RETRY_ELSEWHERE_TRAILER, statusOf, UnavailableError } from '@maas/rpc';
+import { status, type ChannelCredentials, type Metadata } from '@grpc/grpc-js';
+import { createDiscovery, rankNodes, SERVICE_INFERENCE, type Discovery } from '@maas/discovery';
+import type { PredictRequest, PredictResponse } from '@maas/proto';
+import { callUnary, DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError } from '@maas/rpc';
+import { NodePool, type NodeHandle } from './node-pool';
 
 /** Options of {@link InferenceClient}. */
 export interface InferenceClientOptions {
@@ -33,20 +34,9 @@ export interface PredictOptions {
   metadata?: Metadata;
 }
 
-interface Node {
-  instance: ServiceInstance;
-  client: InferenceServiceClient;
-  inFlight: number;
-  ejectedUntil: number;
-}
-
 /** Failures another node may not have: the node is down, draining, or full. */
 function worthAnotherNode(err: unknown): boolean {
-  const code = statusOf(err);
-  if (code === status.UNAVAILABLE) return true;
-  if (code !== status.RESOURCE_EXHAUSTED) return false;
-  const trailers = (err as { metadata?: Metadata }).metadata;
-  return trailers?.get(RETRY_ELSEWHERE_TRAILER)[0] === '1';
+  return statusOf(err) === status.UNAVAILABLE || markedRetryElsewhere(err);
 }
 
 /**
@@ -64,10 +54,10 @@ function worthAnotherNode(err: unknown): boolean {
  * its sha256 in the request: a node holding another answers ABORTED.
  */
 export class InferenceClient {
-  private readonly nodes = new Map<string, Node>();
+  /** The nodes, kept from discovery as the gateway keeps them (channels, ejections, an empty answer's grace). */
+  private readonly pool: NodePool;
   private readonly discovery: Discovery;
   private readonly ownsDiscovery: boolean;
-  private readonly unsubscribe: () => void;
   /** `model@alias` → the version a node last answered for it. */
   private readonly aliases = new Map<string, number>();
   private readonly k: number;
@@ -80,12 +70,12 @@ export class InferenceClient {
     }
     this.discovery =
       options.discovery ?? createDiscovery({ consulAddress: options.consulAddress, consulToken: options.consulToken, static: { [SERVICE_INFERENCE]: options.nodes ?? [] } });
-    this.unsubscribe = this.discovery.watch(SERVICE_INFERENCE, (instances) => this.update(instances));
+    this.pool = new NodePool(this.discovery, { credentials: options.credentials, ejectMs: options.ejectMs ?? 5000 });
   }
 
   /** The node ids this client knows now, in no order. */
   get nodeIds(): string[] {
-    return [...this.nodes.keys()];
+    return this.pool.all().map((n) => n.instance.id);
   }
 
   /** Runs a prediction on a node holding the version; see the class comment for routing and failover. */
@@ -106,7 +96,7 @@ export class InferenceClient {
         return answer;
       } catch (err) {
         if (!worthAnotherNode(err)) throw err;
-        if (statusOf(err) === status.UNAVAILABLE) node.ejectedUntil = Date.now() + (this.options.ejectMs ?? 5000);
+        if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
         last = err;
       } finally {
         node.inFlight -= 1;
@@ -118,9 +108,7 @@ export class InferenceClient {
 
   /** Stops watching discovery and closes every channel. */
   async close(): Promise<void> {
-    this.unsubscribe();
-    for (const node of this.nodes.values()) node.client.close();
-    this.nodes.clear();
+    await this.pool.shutdown();
     if (this.ownsDiscovery) await this.discovery.shutdown();
   }
 
@@ -129,28 +117,10 @@ export class InferenceClient {
    * by rendezvous rank) least busy first, then the others in rank order;
    * recently failed nodes last.
    */
-  private candidates(key: string): Node[] {
-    const ranked = rankNodes(key, [...this.nodes.keys()]).map((id) => this.nodes.get(id)!);
+  private candidates(key: string): NodeHandle[] {
+    const ranked = rankNodes(key, this.nodeIds).map((id) => this.pool.get(id)!);
     const homes = ranked.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
     const order = [...homes, ...ranked.slice(this.k)];
-    const now = Date.now();
-    return [...order.filter((n) => n.ejectedUntil <= now), ...order.filter((n) => n.ejectedUntil > now)];
-  }
-
-  private update(instances: ServiceInstance[]): void {
-    const seen = new Set(instances.map((i) => i.id));
-    for (const [id, node] of this.nodes) {
-      if (!seen.has(id)) {
-        node.client.close();
-        this.nodes.delete(id);
-      }
-    }
-    for (const instance of instances) {
-      const known = this.nodes.get(instance.id);
-      if (known && known.instance.address === instance.address) continue;
-      known?.client.close();
-      const client = new InferenceServiceClient(instance.address, this.options.credentials ?? grpcCredentials.createInsecure(), defaultClientOptions());
-      this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0 });
-    }
+    return [...order.filter((n) => !this.pool.isEjected(n)), ...order.filter((n) => this.pool.isEjected(n))];
   }
 }

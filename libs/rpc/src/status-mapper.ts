@@ -1,5 +1,5 @@
 import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
-import { isGrpcStatusError, isMaasError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER } from './errors';
+import { isGrpcStatusError, isMaasError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER, statusOf } from './errors';
 
 /**
  * Hook the boundary calls for errors that are not domain errors: they answer
@@ -10,6 +10,17 @@ export type UnexpectedErrorReporter = (err: unknown, method: string) => void;
 let reportUnexpected: UnexpectedErrorReporter = (err, method) => {
   console.error(`unexpected error in ${method}:`, err);
 };
+
+/**
+ * Whether a failed call is a RESOURCE_EXHAUSTED its server marked as its own
+ * state (queue, memory) with {@link RETRY_ELSEWHERE_TRAILER}: another replica
+ * may take the call. The caller's side of the mark toServerError sets.
+ */
+export function markedRetryElsewhere(err: unknown): boolean {
+  if (statusOf(err) !== status.RESOURCE_EXHAUSTED) return false;
+  const trailers = (err as { metadata?: unknown }).metadata;
+  return trailers instanceof Metadata && trailers.get(RETRY_ELSEWHERE_TRAILER).length > 0;
+}
 
 /** Replaces the reporter of unexpected handler errors (the apps pass their logger). */
 export function setUnexpectedErrorReporter(reporter: UnexpectedErrorReporter): void {

@@ -4,11 +4,11 @@ import { InferenceServiceWireClient, type InferenceServiceClient } from '@maas/p
 import { defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
 import type { Logger } from 'pino';
 
-/** One inference node the gateway can route to. */
+/** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
 export interface NodeHandle {
   instance: ServiceInstance;
   client: InferenceServiceClient;
-  /** Requests the gateway has in flight on it. */
+  /** Requests the router has in flight on it. */
   inFlight: number;
   /** Set after a connection failure: skipped for routing until then (epoch ms). */
   ejectedUntil: number;
