@@ -202,15 +202,20 @@ export function fromModelInferRequest(request: kserve.ModelInferRequest): Predic
   };
 }
 
-function rawBytesOf(tensor: Tensor): Buffer {
-  if (tensor.dtype !== DataType.DATA_TYPE_STRING) return Buffer.from(tensor.rawData);
-  const parts = tensor.stringData.flatMap((s) => {
+/** BYTES elements in the protocol's raw form: a 4-byte little-endian length before each UTF-8 element. */
+export function packBytesElements(elements: readonly string[]): Buffer {
+  const parts = elements.flatMap((s) => {
     const body = Buffer.from(s, 'utf8');
     const length = Buffer.allocUnsafe(4);
     length.writeUInt32LE(body.length, 0);
     return [length, body];
   });
   return Buffer.concat(parts);
+}
+
+function rawBytesOf(tensor: Tensor): Buffer {
+  if (tensor.dtype !== DataType.DATA_TYPE_STRING) return Buffer.from(tensor.rawData);
+  return packBytesElements(tensor.stringData);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { kserve } from '@maas/proto';
 import { InvalidArgumentError } from '@maas/rpc';
+import { packBytesElements } from './kserve-v2-codec';
 
 /**
  * The Open Inference Protocol's REST tensors: JSON `data` arrays, and the
@@ -185,15 +186,7 @@ function packJsonData(name: string, datatype: string, shape: number[], data: unk
       return buf;
     }
     case 'BYTES':
-      return Buffer.concat(
-        values.flatMap((v, i) => {
-          if (typeof v !== 'string' || v.startsWith(BIG)) return bad(i, 'a string');
-          const body = Buffer.from(v as string, 'utf8');
-          const length = Buffer.allocUnsafe(4);
-          length.writeUInt32LE(body.length, 0);
-          return [length, body];
-        }),
-      );
+      return packBytesElements(values.map((v, i) => (typeof v !== 'string' || v.startsWith(BIG) ? bad(i, 'a string') : v)));
     case 'FP16':
       throw new InvalidArgumentError(`${where}: FP16 elements have no JSON form here: send them as binary data ("parameters": {"binary_data_size": n})`);
     default:
