@@ -16,6 +16,8 @@ interface VersionLoad {
   done: Float64Array;
   next: number;
   count: number;
+  /** Since when (epoch ms) the version has had at least minInFlight calls in flight; NaN when it has not. */
+  saturatedSince: number;
 }
 
 const RING = 512;
@@ -23,7 +25,11 @@ const RING = 512;
 /**
  * Admission by what can finish before each caller's deadline, per model
  * version, at the gateway: by Little's law the calls ahead of a new one take
- * about `in flight ÷ completion rate` to clear. A call that would not be
+ * about `in flight ÷ completion rate` to clear. The rate is measured only
+ * over the time the version has been saturated (at least `minInFlight` calls
+ * in flight): answers of an idle version say how much was asked of it, not
+ * what it can do, and a burst after a quiet spell must not be refused on
+ * them. A call that would not be
  * answered within its deadline is refused at once with RESOURCE_EXHAUSTED,
  * before its bytes go anywhere, instead of waiting to expire in a queue (which
  * turns overload into DEADLINE_EXCEEDED, cancellations and memory).
@@ -55,6 +61,7 @@ export class Admission {
       }
     }
     load.inFlight += 1;
+    if (load.inFlight >= this.minInFlight && Number.isNaN(load.saturatedSince)) load.saturatedSince = now;
   }
 
   /** Calls of `key` admitted and not yet done. */
@@ -66,16 +73,21 @@ export class Admission {
   done(key: string, answered: boolean, now = Date.now()): void {
     const load = this.load(key);
     load.inFlight = Math.max(0, load.inFlight - 1);
+    if (load.inFlight < this.minInFlight) load.saturatedSince = NaN;
     if (!answered) return;
     load.done[load.next] = now;
     load.next = (load.next + 1) % RING;
     load.count = Math.min(load.count + 1, RING);
   }
 
-  /** Answers per second over the window (or over the ring, when it holds less time than that). */
+  /**
+   * Answers per second over the part of the window the version has been
+   * saturated (or over the ring, when it holds less time than that); 0, for
+   * unknown, until it has been saturated for an eighth of the window.
+   */
   private rate(load: VersionLoad, now: number): number {
-    if (load.count === 0) return 0;
-    const since = now - this.windowMs;
+    const since = Math.max(now - this.windowMs, load.saturatedSince);
+    if (load.count === 0 || !(now - since >= this.windowMs / 8)) return 0;
     let inWindow = 0;
     let oldest = now;
     for (let i = 1; i <= load.count; i++) {
@@ -86,7 +98,7 @@ export class Admission {
     }
     if (inWindow === 0) return 0;
     // A full ring may cover less than the window: measure over the span it does cover.
-    const span = inWindow === load.count && load.count === RING ? Math.max(1, now - oldest) : this.windowMs;
+    const span = inWindow === load.count && load.count === RING ? Math.max(1, now - oldest) : now - since;
     return (inWindow * 1000) / span;
   }
 
@@ -94,7 +106,7 @@ export class Admission {
     let load = this.versions.get(key);
     if (!load) {
       if (this.versions.size >= 4096) this.versions.clear();
-      load = { inFlight: 0, done: new Float64Array(RING), next: 0, count: 0 };
+      load = { inFlight: 0, done: new Float64Array(RING), next: 0, count: 0, saturatedSince: NaN };
       this.versions.set(key, load);
     }
     return load;
