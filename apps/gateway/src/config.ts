@@ -40,6 +40,12 @@ export const gatewayConfigSchema = {
     parse: parse.integer({ min: 1 }),
     doc: 'Uploads one API key may have open at once; more are refused with RESOURCE_EXHAUSTED (the registry caps the total and cuts idle ones).',
   },
+  coalesceBytes: {
+    env: 'GATEWAY_COALESCE_BYTES',
+    default: 1024 * 1024,
+    parse: parse.byteSize,
+    doc: 'Concurrent Predicts of one batchable version (max_batch_size > 1) that arrive together go to the node as one call, stacked up to max_batch_size rows while their inputs and expected answer stay under this many bytes; 0 turns it off.',
+  },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {
     env: 'GATEWAY_DEFAULT_TIMEOUT_MS',

@@ -125,11 +125,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     statistics,
     homeNodes: config.homeNodes,
     defaultTimeoutMs: config.defaultTimeoutMs,
+    coalesce: { maxBytes: config.coalesceBytes },
     outliers: { factor: config.outlierFactor, minExtraMs: config.outlierMinExtraMs, ejectMs: config.outlierEjectMs },
     logger,
   });
   const gatewayService = new GatewayService(router, pool, () => registry.current, auth);
   const metricsRegistry = createMetricsRegistry('gateway');
+  const coalesced = router.coalescer?.stats;
+  if (coalesced) {
+    totalCounter(metricsRegistry, 'maas_gateway_stacked_calls_total', 'Node calls that carried several Predicts of one version, stacked', () => coalesced.stackedCalls);
+    totalCounter(metricsRegistry, 'maas_gateway_stacked_requests_total', 'Predicts that went to a node stacked with others', () => coalesced.stackedRequests);
+  }
   if (cache) {
     const stats = cache.stats;
     totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Version resolutions answered by the Redis cache', () => stats.hits);

@@ -19,10 +19,12 @@ import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from '@maas/inference-client';
 import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
+import { PredictCoalescer, type CoalescerOptions, type NodeAnswer } from './predict-coalescer';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
 import type { ModelStatistics } from './model-statistics';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
 import { rankNodes } from '@maas/discovery';
+import { isBatchable } from '@maas/tensor';
 import type { VersionResolver } from './version-resolver';
 
 /**
@@ -44,13 +46,6 @@ const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
 /** A node is stuck when silent with calls outstanding for 4 × the hedge delay, and never sooner than this. */
 const STUCK_FLOOR_MS = 500;
 const asIs = (bytes: Buffer): Buffer => bytes;
-
-/** A node's answer, still encoded, and how long the request waited in the node's queue and ran there. */
-interface NodeAnswer {
-  bytes: Buffer;
-  queueMs: number;
-  runMs: number;
-}
 
 /**
  * What a node's answer says about its speed: the round trip without the wait
@@ -105,6 +100,8 @@ export interface PredictRouterOptions {
   hedging?: LatencyTrackerOptions;
   /** Where each routed request's outcome is counted (the protocol's ModelStatistics). */
   statistics?: ModelStatistics;
+  /** Stacking of concurrent Predicts of one batchable version into one node call; off when absent or maxBytes is 0. */
+  coalesce?: CoalescerOptions;
   logger?: Logger;
 }
 
@@ -145,6 +142,8 @@ export class PredictRouter {
   private readonly admission = new Admission();
   /** Hedged copies are paid from this budget: about one per ten requests, in bursts of ten. */
   private readonly hedges = new TokenBucket(0.1, 10);
+  /** Absent when coalescing is off. */
+  readonly coalescer?: PredictCoalescer;
 
   constructor(
     private readonly pool: NodePool,
@@ -154,6 +153,7 @@ export class PredictRouter {
     this.k = Math.max(1, options.homeNodes ?? 2);
     this.outliers = new OutlierDetector(options.outliers);
     this.latency = new LatencyTracker(options.hedging);
+    if ((options.coalesce?.maxBytes ?? 0) > 0) this.coalescer = new PredictCoalescer(options.coalesce!);
   }
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
@@ -225,24 +225,47 @@ export class PredictRouter {
     }
   }
 
-  /** Sends a resolved Predict to its candidates in turn. */
+  /** Routes a resolved Predict: alone, or stacked with others of its version (see {@link PredictCoalescer}). */
   private async route(request: PredictRequest, version: ModelVersion, ctx: CallContext): Promise<Buffer> {
+    const key = `${version.model}:${version.version}`;
+    // The artifact travels with the request: a node answers only from a session of exactly it.
+    const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
+    const send = (req: PredictRequest, sendCtx: CallContext) => this.send(req, version, sendCtx);
+    this.hedges.earn();
+    this.admission.admit(key, ctx.deadline);
+    let answered: NodeAnswer | undefined;
+    const started = performance.now();
+    try {
+      const maxRows = this.coalescer && isBatchable(version.inputs, version.outputs) ? (version.runtime?.maxBatchSize ?? 0) : 0;
+      if (maxRows > 1) answered = await this.coalescer!.submit(key, maxRows, forwarded, ctx, send);
+      answered ??= await send(forwarded, ctx);
+      return answered.bytes;
+    } finally {
+      this.admission.done(key, answered !== undefined);
+      this.options.statistics?.record({
+        model: version.model,
+        version: version.version,
+        ok: answered !== undefined,
+        totalMs: performance.now() - started,
+        queueMs: answered?.queueMs ?? 0,
+        runMs: answered?.runMs ?? 0,
+        rows: request.inputs[0]?.shape[0] ?? 1,
+      });
+    }
+  }
+
+  /** Sends a request (one caller's, or several callers' stacked) to the version's candidates in turn. */
+  private async send(forwarded: PredictRequest, version: ModelVersion, ctx: CallContext): Promise<NodeAnswer> {
     const { deadline } = ctx;
     const candidates = this.candidates(version.model, version.version);
     if (candidates.length === 0) {
       throw new UnavailableError(`no healthy inference node for ${version.model}:${version.version} (0 nodes in the healthy set)`);
     }
-    // The artifact travels with the request: a node answers only from a session of exactly it.
-    const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
-    this.hedges.earn();
     const key = `${version.model}:${version.version}`;
     const lateAfterMs = this.latency.lateAfterMs(key);
     let atCapacity = false;
-    this.admission.admit(key, deadline);
-    let answered: NodeAnswer | undefined;
-    const started = performance.now();
     try {
-      const answer = await runAttempts<NodeAnswer>({
+      return await runAttempts<NodeAnswer>({
         candidates,
         signal: ctx.signal,
         lateAfterMs,
@@ -269,12 +292,12 @@ export class PredictRouter {
         exhausted: (last) => {
           const why = (last as ServiceError | undefined)?.details ?? 'no node was tried';
           // Overload is said as overload, so callers back off instead of treating the service as down.
-          if (atCapacity) return new ResourceExhaustedError(`every node that can serve ${key} is at capacity (${candidates.length} tried; last: ${why})`);
+          if (atCapacity) {
+            return Object.assign(new ResourceExhaustedError(`every node that can serve ${key} is at capacity (${candidates.length} tried; last: ${why})`), { atCapacity: true });
+          }
           return new UnavailableError(`every healthy node failed for ${key} (${candidates.length} tried; last: ${why})`);
         },
       });
-      answered = answer;
-      return answer.bytes;
     } catch (err) {
       const over = statusOf(err) === status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec((err as ServiceError).details ?? '') : null;
       if (over) {
@@ -286,17 +309,6 @@ export class PredictRouter {
         throw new DeadlineExceededError(`deadline passed while routing ${key} (tried ${candidates.length} node(s))`, { cause: err });
       }
       throw err;
-    } finally {
-      this.admission.done(key, answered !== undefined);
-      this.options.statistics?.record({
-        model: version.model,
-        version: version.version,
-        ok: answered !== undefined,
-        totalMs: performance.now() - started,
-        queueMs: answered?.queueMs ?? 0,
-        runMs: answered?.runMs ?? 0,
-        rows: request.inputs[0]?.shape[0] ?? 1,
-      });
     }
   }
 }

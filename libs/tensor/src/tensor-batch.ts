@@ -50,10 +50,16 @@ export function splitOutputs(outputs: Tensor[], rowCounts: number[]): Tensor[][]
       throw new Error(`output "${output.name}" has ${output.shape[0]} rows for a batch of ${total}; it cannot be split per request`);
     }
     const rowElements = elementCount(output.shape.slice(1));
+    const isString = output.dtype === DataType.DATA_TYPE_STRING;
+    const held = isString ? output.stringData.length : output.rawData.length;
+    const expected = total * rowElements * (isString ? 1 : dtypeInfo(output.dtype)!.size);
+    if (held !== expected) {
+      throw new Error(`output "${output.name}" holds ${held} ${isString ? 'strings' : 'bytes'} where its shape [${output.shape.join(', ')}] needs ${expected}; it cannot be split per request`);
+    }
     let row = 0;
     rowCounts.forEach((rows, i) => {
       const shape = [rows, ...output.shape.slice(1)];
-      if (output.dtype === DataType.DATA_TYPE_STRING) {
+      if (isString) {
         perRequest[i].push({ ...output, shape, stringData: output.stringData.slice(row * rowElements, (row + rows) * rowElements) });
       } else {
         const rowBytes = rowElements * dtypeInfo(output.dtype)!.size;

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -235,6 +236,49 @@ class PublicApiTest(unittest.TestCase):
         self.assertRegex(rid, r"^[\w.:-]{1,128}$")
         node_lines = [find(n["log"], lambda e: e.get("requestId") == rid and e.get("method") == "Predict") for n in CONFIG["nodes"]]
         self.assertTrue(any(node_lines), f"no node logged request id {rid} that the gateway logged")
+
+    # -- concurrent callers of one version: stacked for the node, each answered with its own rows ---
+
+    def test_concurrent_predicts_each_get_their_own_rows(self):
+        def push_path(model, path):
+            REG_A.CreateModel(registry_pb2.CreateModelRequest(name=model), metadata=ADMIN, timeout=10)
+            with open(path, "rb") as f:
+                data = f.read()
+            meta = registry_pb2.UploadMetadata(model=model, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), aliases=["production"])
+            REG_A.UploadVersion(iter([registry_pb2.UploadVersionRequest(metadata=meta), registry_pb2.UploadVersionRequest(chunk=data)]), metadata=ADMIN, timeout=60)
+
+        def int64s(i, rows):
+            values = [i * 1000 + j for j in range(rows * 2)] if i % 7 else [2**62 + i, -(2**62) - i] * rows
+            tensor = tensor_pb2.Tensor(name="x", dtype=tensor_pb2.DATA_TYPE_INT64, shape=[rows, 2], raw_data=struct.pack(f"<{rows * 2}q", *values))
+            return inference_pb2.PredictRequest(model="stack-int64s", inputs=[tensor]), values
+
+        def strings(i, rows):
+            values = [f"{i}:{j}" + "\u00e9" * (i % 4) for j in range(rows * 2)]
+            tensor = tensor_pb2.Tensor(name="x", dtype=tensor_pb2.DATA_TYPE_STRING, shape=[rows, 2], string_data=values)
+            return inference_pb2.PredictRequest(model="stack-strings", inputs=[tensor]), values
+
+        def answer_values(response):
+            y = response.outputs[0]
+            if y.dtype == tensor_pb2.DATA_TYPE_STRING:
+                return list(y.shape), list(y.string_data)
+            return list(y.shape), list(struct.unpack(f"<{len(y.raw_data) // 8}q", y.raw_data))
+
+        push_path("stack-int64s", CONFIG["identity"]["int64s"])
+        push_path("stack-strings", CONFIG["identity"]["strings"])
+        # One call each first: the gateway stacks a version once it has seen the size of its answers.
+        for make in (int64s, strings):
+            request, values = make(1, 1)
+            self.assertEqual(answer_values(GW_A.Predict(request, metadata=PREDICT, timeout=30)), ([1, 2], values))
+        before = self.node_predicts("stack-int64s") + self.node_predicts("stack-strings")
+        calls = []
+        for i in range(240):
+            request, values = (int64s if i % 2 else strings)(i, 1 + i % 3)
+            calls.append((GW_A.Predict.future(request, metadata=PREDICT, timeout=30), request.inputs[0].shape, values))
+        for future, shape, values in calls:
+            self.assertEqual(answer_values(future.result()), (list(shape), values))
+        node_calls = self.node_predicts("stack-int64s") + self.node_predicts("stack-strings") - before
+        print(f"\n  {len(calls)} concurrent Predicts reached the nodes as {node_calls:.0f} calls", file=sys.stderr)
+        self.assertLess(node_calls, len(calls), "no two concurrent Predicts of one version were stacked into one node call")
 
     # -- aliases flipped through one gateway, read through the other ----------------------------
 
