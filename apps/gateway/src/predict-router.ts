@@ -76,6 +76,12 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
   };
 }
 
+function validateRef(request: { model: string; version: number; alias: string }): void {
+  validateModelName(request.model);
+  if (request.version > 0 && request.alias) throw new InvalidArgumentError('give a version or an alias, not both');
+  if (request.alias) validateAlias(request.alias);
+}
+
 /** What the caller's call gives the router: deadline, cancellation and metadata to forward. */
 export interface CallContext {
   /** Epoch ms; Infinity when the caller set none. */
@@ -158,9 +164,7 @@ export class PredictRouter {
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
   resolve(request: { model: string; version: number; alias: string }, ctx: CallContext, fresh = false): Promise<ModelVersion> {
-    validateModelName(request.model);
-    if (request.version > 0 && request.alias) throw new InvalidArgumentError('give a version or an alias, not both');
-    if (request.alias) validateAlias(request.alias);
+    validateRef(request);
     return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal }, fresh);
   }
 
@@ -216,6 +220,22 @@ export class PredictRouter {
     const deadline = Number.isFinite(ctx.deadline) ? ctx.deadline : Date.now() + (this.options.defaultTimeoutMs ?? 30_000);
     const routed = { ...ctx, deadline };
     try {
+      validateRef(request);
+      // A version this process holds in memory is routed on at once, while its generation read is in
+      // flight, instead of after it: the answer is given only once the read finds the version current.
+      const held = this.resolver.peek({ model: request.model, version: request.version, alias: request.alias });
+      if (held) {
+        const answer = this.route(request, held.version, routed).then(
+          (bytes) => ({ bytes }),
+          (err: unknown) => ({ err }),
+        );
+        if (await held.current) {
+          const outcome = await answer;
+          if ('err' in outcome) throw outcome.err;
+          return outcome.bytes;
+        }
+        // Not current any more (a write moved the model on): that answer is dropped, unread.
+      }
       return await this.route(request, await this.resolve(request, routed), routed);
     } catch (err) {
       // ABORTED: the node holds another artifact for this version than we resolved (the model was

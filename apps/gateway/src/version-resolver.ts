@@ -26,6 +26,9 @@ function memoizedCodec(limit = 1024): CacheCodec<ModelVersion> {
   };
 }
 
+/** The cache field a reference is kept under. */
+const fieldOf = (ref: ModelRef): string => (ref.version > 0 ? cacheFields.version(ref.version) : ref.alias ? cacheFields.alias(ref.alias) : cacheFields.defaultVersion());
+
 /**
  * Resolves `model[:version|@alias]` to a version through the metadata cache
  * the registry keeps (and invalidates on every write), asking the registry
@@ -41,6 +44,26 @@ export class VersionResolver {
   ) {}
 
   /**
+   * The version this process holds in memory for `ref`, to route on before
+   * it is confirmed: `current` settles true once a generation read sent after
+   * this call finds it still current, false when it is not (then resolve
+   * again). Undefined when memory holds nothing usable for `ref`.
+   */
+  peek(ref: ModelRef): { version: ModelVersion; current: Promise<boolean> } | undefined {
+    if (!(this.cache instanceof NearMetadataCache)) return undefined;
+    const held = this.cache.peek(ref.model, fieldOf(ref));
+    if (!held) return undefined;
+    let version: ModelVersion;
+    try {
+      version = this.codec.decode(held.value);
+    } catch {
+      return undefined;
+    }
+    if (version.state === VersionState.VERSION_STATE_ARCHIVED) return undefined;
+    return { version, current: held.current };
+  }
+
+  /**
    * @param fresh ask the registry itself, past every cache (after a node said
    * the version we named is another artifact now), and drop this process's copy.
    */
@@ -48,8 +71,7 @@ export class VersionResolver {
     const load = () => this.registry().resolve(formatModelRef(ref), opts);
     if (fresh && this.cache instanceof NearMetadataCache) this.cache.forget(ref.model);
     if (!this.cache || fresh) return load();
-    const field = ref.version > 0 ? cacheFields.version(ref.version) : ref.alias ? cacheFields.alias(ref.alias) : cacheFields.defaultVersion();
-    const version = await readThrough(this.cache, ref.model, field, this.codec, load);
+    const version = await readThrough(this.cache, ref.model, fieldOf(ref), this.codec, load);
     // The registry caches versions under the same field for GetVersion, archived ones included.
     if (version.state === VersionState.VERSION_STATE_ARCHIVED) {
       throw new FailedPreconditionError(`version ${version.version} of "${ref.model}" is archived: pick a READY version or alias`);

@@ -66,6 +66,21 @@ describe('NearMetadataCache over Redis, kept coherent by the change bus', () => 
     expect(near.stats.nearHits).toBe(1);
   });
 
+  it('peeks at a held value at once and confirms it by a generation read sent after the peek', async () => {
+    expect(near.peek('mlp', 'a:production')).toBeUndefined();
+    await readThrough(near, 'mlp', 'a:production', text, async () => 'v1');
+    const held = near.peek('mlp', 'a:production')!;
+    expect(held.value).toBe('v1');
+    await expect(held.current).resolves.toBe(true);
+    // A write acknowledged before the peek, its event not yet here: memory still offers the old value, and says it is not current.
+    await other.invalidate('mlp');
+    const stale = near.peek('mlp', 'a:production')!;
+    expect(stale.value).toBe('v1');
+    await expect(stale.current).resolves.toBe(false);
+    expect(near.peek('mlp', 'a:production')).toBeUndefined();
+    expect(await readThrough(near, 'mlp', 'a:production', text, async () => 'v2')).toBe('v2');
+  });
+
   it('never reuses a generation, so a read from before a Redis restart cannot store after a write that follows it', async () => {
     await other.invalidate('mlp');
     const before = await shared.get('mlp', 'a:production');

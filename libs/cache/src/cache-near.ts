@@ -79,26 +79,40 @@ export class NearMetadataCache implements MetadataCache {
   }
 
   async get(model: string, field: string): Promise<CacheRead> {
-    let fields = this.models.get(model);
-    let entry = fields?.get(field);
-    if (entry && this.bus.live && entry.expires > Date.now()) {
-      const token = this.tokenOf(model);
-      const current = await this.generationAfterNow(model);
-      if (current === entry.generation && token === this.tokenOf(model) && this.bus.live) {
-        this.stats.nearHits += 1;
-        return { value: entry.value, generation: '' };
-      }
-      fields = this.models.get(model);
-      entry = fields?.get(field);
-    }
-    if (entry) {
-      fields!.delete(field);
-      this.count -= 1;
-    }
+    const held = this.peek(model, field);
+    if (held && (await held.current)) return { value: held.value, generation: '' };
+    const fields = this.models.get(model);
+    if (fields?.delete(field)) this.count -= 1;
     const token = this.tokenOf(model);
     const read = await this.shared.get(model, field);
     if (read.value !== undefined) this.remember(model, field, read.value, token, read.generation);
     return { value: read.value, generation: `${token}${SEP}${read.generation}` };
+  }
+
+  /**
+   * A value held in memory, to start work on before it is confirmed: `current`
+   * settles once the model's generation has been read by a request sent after
+   * this call, true when the value was current then. Nothing may be answered
+   * from the value before `current` is true; when it is false the entry is
+   * dropped. Undefined when memory holds no usable entry.
+   */
+  peek(model: string, field: string): { value: string; current: Promise<boolean> } | undefined {
+    const entry = this.models.get(model)?.get(field);
+    if (!entry || !this.bus.live || entry.expires <= Date.now()) return undefined;
+    const token = this.tokenOf(model);
+    const current = this.generationAfterNow(model).then((generation) => {
+      if (generation === entry.generation && token === this.tokenOf(model) && this.bus.live) {
+        this.stats.nearHits += 1;
+        return true;
+      }
+      const fields = this.models.get(model);
+      if (fields?.get(field) === entry) {
+        fields.delete(field);
+        this.count -= 1;
+      }
+      return false;
+    });
+    return { value: entry.value, current };
   }
 
   async set(model: string, field: string, value: string, generation: string): Promise<void> {
