@@ -68,6 +68,23 @@ describe('PredictCoalescer', () => {
     expect(coalescer.stats).toEqual({ stackedCalls: 1, stackedRequests: 3 });
   });
 
+  it('sends a lone caller at once, and one that finds a group open joins it', async () => {
+    const node = identityNode();
+    const coalescer = new PredictCoalescer({ maxBytes: 1 << 20 });
+    await learnt(coalescer, node.send);
+    node.sent.length = 0;
+    const lone = coalescer.submit(KEY, 8, request(1, 0), ctx(), node.send, false);
+    expect(node.sent).toHaveLength(1);
+    await lone;
+    node.sent.length = 0;
+    const answers = await Promise.all([
+      coalescer.submit(KEY, 8, request(1, 0), ctx(), node.send, true),
+      coalescer.submit(KEY, 8, request(1, 10), ctx(), node.send, false),
+    ]);
+    expect(node.sent.map((r) => r.inputs[0].shape[0])).toEqual([2]);
+    expect(answers.map((a) => floatsOf(a).values)).toEqual([[0, 1], [10, 11]]);
+  });
+
   it('never stacks past max_batch_size rows, nor requests that differ in trailing dims or outputs asked for', async () => {
     const node = identityNode();
     const coalescer = new PredictCoalescer({ maxBytes: 1 << 20 });

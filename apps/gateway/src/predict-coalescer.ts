@@ -114,20 +114,24 @@ export class PredictCoalescer {
    * The member's answer (its own PredictResponse bytes), or undefined when it
    * is to be sent alone: it cannot be stacked, or its group's stacked call
    * failed in a way that may be one member's doing.
+   * @param others whether other calls of the version are in flight (else a
+   * request that opens no group is sent at once).
    */
-  submit(key: string, maxRows: number, request: PredictRequest, ctx: CallContext, send: SendToNode): Promise<NodeAnswer | undefined> {
+  submit(key: string, maxRows: number, request: PredictRequest, ctx: CallContext, send: SendToNode, others = true): Promise<NodeAnswer | undefined> {
     const rows = stackableRows(request);
     const perRow = this.answerBytesPerRow.get(key);
     const bytes = inputBytes(request);
     const maxBytes = this.options.maxBytes;
-    if (rows === 0 || perRow === undefined || maxRows <= rows || bytes > maxBytes / 2 || perRow * rows > maxBytes / 2) {
-      return send(request, ctx).then((answer) => {
+    const solo = () =>
+      send(request, ctx).then((answer) => {
         if (rows > 0) this.learn(key, answer.bytes.length / rows);
         return answer;
       });
-    }
+    if (rows === 0 || perRow === undefined || maxRows <= rows || bytes > maxBytes / 2 || perRow * rows > maxBytes / 2) return solo();
     const groupKey = `${key}#${request.outputNames.join('\0')}#${batchKey(request.inputs)}`;
     let group = this.open.get(groupKey);
+    // A lone caller (no other call of the version in flight, no group open) goes at once, not at the end of the turn.
+    if (!group && !others) return solo();
     if (group && (group.rows + rows > maxRows || group.bytes + bytes > maxBytes || perRow * (group.rows + rows) > maxBytes)) {
       this.open.delete(groupKey);
       this.flush(group);

@@ -257,7 +257,7 @@ export class PredictRouter {
     const started = performance.now();
     try {
       const maxRows = this.coalescer && isBatchable(version.inputs, version.outputs) ? (version.runtime?.maxBatchSize ?? 0) : 0;
-      if (maxRows > 1) answered = await this.coalescer!.submit(key, maxRows, forwarded, ctx, send);
+      if (maxRows > 1) answered = await this.coalescer!.submit(key, maxRows, forwarded, ctx, send, this.admission.inFlightOf(key) > 1);
       answered ??= await send(forwarded, ctx);
       return answered.bytes;
     } finally {
