@@ -49,6 +49,9 @@ function stackableRows(request: PredictRequest): number {
   return rows;
 }
 
+/** How long after a stacked call a version counts as busy, so a caller alone for the moment still waits for its turn's company. */
+const RECENT_MS = 50;
+
 function inputBytes(request: PredictRequest): number {
   let n = 0;
   for (const t of request.inputs) {
@@ -105,6 +108,8 @@ export class PredictCoalescer {
   /** Largest recent answer size per row, by `model:version`. */
   private readonly answerBytesPerRow = new Map<string, number>();
   private flushScheduled = false;
+  /** When each version last had a stacked call, epoch ms. */
+  private readonly stackedAt = new Map<string, number>();
   /** Stacked node calls sent, and the callers' requests they carried. */
   readonly stats = { stackedCalls: 0, stackedRequests: 0 };
 
@@ -130,8 +135,9 @@ export class PredictCoalescer {
     if (rows === 0 || perRow === undefined || maxRows <= rows || bytes > maxBytes / 2 || perRow * rows > maxBytes / 2) return solo();
     const groupKey = `${key}#${request.outputNames.join('\0')}#${batchKey(request.inputs)}`;
     let group = this.open.get(groupKey);
-    // A lone caller (no other call of the version in flight, no group open) goes at once, not at the end of the turn.
-    if (!group && !others) return solo();
+    // A lone caller (no other call of the version in flight, no group open, none stacked lately) goes at
+    // once, not at the end of the turn; under waves of load the first of a wave waits for the rest.
+    if (!group && !others && !(Date.now() - (this.stackedAt.get(key) ?? -Infinity) < RECENT_MS)) return solo();
     if (group && (group.rows + rows > maxRows || group.bytes + bytes > maxBytes || perRow * (group.rows + rows) > maxBytes)) {
       this.open.delete(groupKey);
       this.flush(group);
@@ -207,6 +213,8 @@ export class PredictCoalescer {
       return onAbort;
     });
     if (waiting === 0) return;
+    this.stackedAt.set(key, Date.now());
+    if (this.stackedAt.size > 4096) this.stackedAt.clear();
     this.stats.stackedCalls += 1;
     this.stats.stackedRequests += members.length;
     const done = () => members.forEach((m, i) => m.ctx.signal.removeEventListener('abort', listeners[i]));
