@@ -21,7 +21,7 @@ describe('Admission', () => {
   });
 
   it('does not take the few answers of a quiet version for its capacity: a burst after them is admitted until it has been measured', () => {
-    const a = new Admission({ minInFlight: 4, budgetShare: 0.5, windowMs: 2000 });
+    const a = new Admission({ minInFlight: 4, budgetShare: 0.5, windowMs: 2000, minAnswers: 4 });
     const now = 1_000_000;
     // Three answers, one at a time, over the last two seconds: 1.5 answers per second asked, not served.
     for (const t of [now - 1900, now - 1000, now - 100]) {
@@ -30,8 +30,10 @@ describe('Admission', () => {
     }
     // A burst of 240 with 30 s deadlines: at 1.5/s, 240 would be 160 s of work; none is refused on that.
     for (let i = 0; i < 240; i++) expect(() => a.admit('m:1', now + 30_000, now)).not.toThrow();
-    // Saturated for a second since, with 2 answers in it: now the version is measured, and slow.
-    a.done('m:1', true, now + 500);
+    // Saturated for a second since, with 3 answers in it: still too few to measure by.
+    for (const t of [now + 300, now + 500, now + 700]) a.done('m:1', true, t);
+    expect(() => a.admit('m:1', now + 1000 + 30_000, now + 1000)).not.toThrow();
+    // A fourth: now the version is measured (4/s), and far too slow for the 238 calls ahead.
     a.done('m:1', true, now + 900);
     expect(() => a.admit('m:1', now + 1000 + 30_000, now + 1000)).toThrow(expect.objectContaining({ code: status.RESOURCE_EXHAUSTED }));
   });

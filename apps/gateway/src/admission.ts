@@ -8,6 +8,8 @@ export interface AdmissionOptions {
   budgetShare?: number;
   /** Window over which the completion rate is measured, in ms. @default 2000 */
   windowMs?: number;
+  /** Answers the rate must rest on before anything is refused by it (answers of stacked calls come in clumps). @default 8 */
+  minAnswers?: number;
 }
 
 interface VersionLoad {
@@ -39,11 +41,13 @@ export class Admission {
   private readonly minInFlight: number;
   private readonly budgetShare: number;
   private readonly windowMs: number;
+  private readonly minAnswers: number;
 
   constructor(options: AdmissionOptions = {}) {
     this.minInFlight = options.minInFlight ?? 32;
     this.budgetShare = options.budgetShare ?? 0.5;
     this.windowMs = options.windowMs ?? 2000;
+    this.minAnswers = options.minAnswers ?? 8;
   }
 
   /** Admits a call of `key` due by `deadline` (epoch ms), or throws RESOURCE_EXHAUSTED; call {@link done} after an admitted call. */
@@ -83,7 +87,8 @@ export class Admission {
   /**
    * Answers per second over the part of the window the version has been
    * saturated (or over the ring, when it holds less time than that); 0, for
-   * unknown, until it has been saturated for an eighth of the window.
+   * unknown, until it has been saturated for an eighth of the window and
+   * given at least minAnswers answers in it.
    */
   private rate(load: VersionLoad, now: number): number {
     const since = Math.max(now - this.windowMs, load.saturatedSince);
@@ -96,7 +101,8 @@ export class Admission {
       inWindow += 1;
       oldest = t;
     }
-    if (inWindow === 0) return 0;
+    // Too few answers to measure by (answers of stacked calls come in clumps): unknown, not slow.
+    if (inWindow === 0 || inWindow < this.minAnswers) return 0;
     // A full ring may cover less than the window: measure over the span it does cover.
     const span = inWindow === load.count && load.count === RING ? Math.max(1, now - oldest) : now - since;
     return (inWindow * 1000) / span;

@@ -7,7 +7,7 @@ import { intakeShedding } from './intake-shedding';
 
 describe('intakeShedding', () => {
   it('refuses at the headers while the gateway is past what it can answer in time, and only on the methods named', async () => {
-    const admission = new Admission({ minInFlight: 1, budgetShare: 1 });
+    const admission = new Admission({ minInFlight: 1, budgetShare: 1, minAnswers: 1 });
     // Busy for the last 2 s with one answer in them (0.5/s) and one call in flight: about 2 s ahead of any new call.
     admission.admit('gateway', Infinity, Date.now() - 2000);
     admission.admit('gateway', Infinity, Date.now() - 2000);
