@@ -8,6 +8,7 @@ import type {
   ServerUnaryCall,
   ServerWritableStream,
 } from '@grpc/grpc-js';
+import { CancelledError } from './errors';
 import { toServerError } from './status-mapper';
 
 /** What every server call offers: cancellation, deadline and metadata. */
@@ -68,11 +69,18 @@ export function serverStreaming<Req, Res>(
   };
 }
 
-/** An AbortSignal that fires when the caller cancels or its deadline passes. */
+/**
+ * The reason of every call signal's abort, made once: grpc-js reports
+ * 'cancelled' as each call's stream closes, answered ones too, so an Error
+ * made per abort (its stack captured) cost a tenth of the gateway's CPU.
+ */
+const CALL_ENDED = new CancelledError('the call was cancelled by the client, or has ended');
+
+/** An AbortSignal that fires when the caller cancels or its deadline passes (and, harmlessly, once the call has ended). */
 export function callSignal(call: ServerSurfaceCall): AbortSignal {
   const controller = new AbortController();
-  if (call.cancelled) controller.abort(new Error('call cancelled by the client'));
-  else call.once('cancelled', () => controller.abort(new Error('call cancelled by the client')));
+  if (call.cancelled) controller.abort(CALL_ENDED);
+  else call.once('cancelled', () => controller.abort(CALL_ENDED));
   return controller.signal;
 }
 
