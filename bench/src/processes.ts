@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { buildSync } from 'esbuild';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 
@@ -17,14 +18,47 @@ function nodeArgs(entry: string, args: string[], nodeFlags: string[] = []): stri
   return [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, entry), ...args];
 }
 
+const built = new Set<string>();
+
+/**
+ * The file a server entry runs as, with plain node: a service as it ships,
+ * compiled by tools/build.cjs into dist/<app>/main.js, and the benchmark's
+ * own servers bundled the same way into dist/bench/. Each is built afresh
+ * once per benchmark process, so nothing stale is measured, and tsx's loader
+ * (and its source-mapped stack traces) is no part of what is measured. Jobs
+ * (the load generator, raw onnxruntime) still run through tsx: they are the
+ * same client on every side of a comparison.
+ */
+function compiledEntry(entry: string): string {
+  const app = /^apps\/([^/]+)\/src\/main\.ts$/.exec(entry)?.[1];
+  const out = app ? join(REPO_ROOT, 'dist', app, 'main.js') : join(REPO_ROOT, 'dist', 'bench', basename(entry).replace(/\.ts$/, '.js'));
+  if (built.has(entry)) return out;
+  if (app) execFileSync(process.execPath, [join(REPO_ROOT, 'tools/build.cjs'), app], { stdio: 'ignore' });
+  else {
+    buildSync({
+      entryPoints: [join(REPO_ROOT, entry)],
+      outfile: out,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      packages: 'external',
+      tsconfig: join(REPO_ROOT, 'tsconfig.json'),
+      logLevel: 'warning',
+    });
+  }
+  built.add(entry);
+  return out;
+}
+
 const env = (extra: Record<string, string>) => ({ ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), LOG_LEVEL: 'warn', ...extra });
 
 /**
- * Starts a server and resolves once it printed a JSON line with `"listening"`
- * and a port. `nodeFlags` go to node itself (`--cpu-prof` cannot travel in NODE_OPTIONS).
+ * Starts a server (compiled, see {@link compiledEntry}) and resolves once it
+ * printed a JSON line with `"listening"` and a port. `nodeFlags` go to node itself (`--cpu-prof` cannot travel in NODE_OPTIONS).
  */
 export function startServer(name: string, entry: string, extraEnv: Record<string, string> = {}, args: string[] = [], nodeFlags: string[] = []): Promise<BenchProcess> {
-  const child = spawn(process.execPath, nodeArgs(entry, args, nodeFlags), { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeFlags, compiledEntry(entry), ...args], { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolvePromise, reject) => {
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
