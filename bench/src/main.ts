@@ -48,6 +48,37 @@ const log = (text: string) => process.stderr.write(`${text}\n`);
 async function measure(scenario: string, path: string, concurrency: number, run: (watch: BenchProcess[]) => Promise<RunResult>, servers: BenchProcess[] = []): Promise<RunResult> {
   const runs: RunResult[] = [];
   for (let i = 0; i < settings.reps; i++) runs.push(await run(servers));
+  return record(scenario, path, concurrency, runs, servers);
+}
+
+/** One side of a comparison: what {@link measure} takes. */
+interface Side {
+  scenario: string;
+  path: string;
+  concurrency: number;
+  run: (watch: BenchProcess[]) => Promise<RunResult>;
+  servers: BenchProcess[];
+}
+
+/**
+ * Measures two sides that a target compares, their reps interleaved (A B,
+ * B A, A B, …), so neither side always runs first and drift of the machine
+ * falls on both: at c=1, where the two tiny-MLP sides take the same path,
+ * the ratio was 1.15 in one run and 0.91 in the next, each side's reps run
+ * back to back.
+ */
+async function measurePair(a: Side, b: Side): Promise<[RunResult, RunResult]> {
+  const runs: [RunResult[], RunResult[]] = [[], []];
+  for (let i = 0; i < settings.reps; i++) {
+    for (const side of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const { run, servers } = side === 0 ? a : b;
+      runs[side].push(await run(servers));
+    }
+  }
+  return [record(a.scenario, a.path, a.concurrency, runs[0], a.servers), record(b.scenario, b.path, b.concurrency, runs[1], b.servers)];
+}
+
+function record(scenario: string, path: string, concurrency: number, runs: RunResult[], servers: BenchProcess[]): RunResult {
   const result = medianRun(runs);
   const serverRss = Object.fromEntries(servers.map((s) => [s.name, memoryOf(s.child.pid!).hwm]));
   rows.push({ scenario, path, concurrency, result, serverRss });
@@ -138,9 +169,11 @@ async function main(): Promise<void> {
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
       nodeMlp[c] = await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       if (c === 1) clientMlp = await measure('tiny-mlp', 'internal client (1 hop)', c, load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
-      gatewayMlp[c] = await measure('tiny-mlp', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
-      // Both by alias, as the batched runs: the two sides differ in batching only, not in how the version resolves.
-      gatewayMlpSolo[c] = await measure('tiny-mlp batching off', 'via gateway', c, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [gateway, node]);
+      // Both by alias: the two sides differ in batching only, not in how the version resolves.
+      [gatewayMlp[c], gatewayMlpSolo[c]] = await measurePair(
+        { scenario: 'tiny-mlp', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
+        { scenario: 'tiny-mlp batching off', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
+      );
     }
 
     // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32.
@@ -149,8 +182,10 @@ async function main(): Promise<void> {
     const rawMediumSplit = await measure('ppocr-v4-rec', 'A raw, 2 sessions x 1 thread', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 1, 2));
     const rawMedium = rawMediumShared.throughput >= rawMediumSplit.throughput ? rawMediumShared : rawMediumSplit;
     if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
-    const gatewayMedium = await measure('ppocr-v4-rec', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
-    const gatewayMediumSolo = await measure('ppocr-v4-rec batching off', 'via gateway', 32, load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]);
+    const [gatewayMedium, gatewayMediumSolo] = await measurePair(
+      { scenario: 'ppocr-v4-rec', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
+      { scenario: 'ppocr-v4-rec batching off', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
+    );
 
     // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).
     const cold = await startServer('registry-nocache', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_CACHE_TTL_SECONDS: '0' });
