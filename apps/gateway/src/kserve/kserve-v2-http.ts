@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createGunzip, createInflate } from 'node:zlib';
+import type { Readable } from 'node:stream';
 import { Metadata, status } from '@grpc/grpc-js';
 import { triton, type kserve } from '@maas/proto';
 import { InvalidArgumentError, MaasError, NotFoundError, toServerError, type ServerSurfaceCall } from '@maas/rpc';
@@ -36,6 +37,35 @@ const HTTP_STATUS: Record<number, number> = {
 /** The HTTP status a gRPC status code maps to. */
 export function httpStatusOf(code: status): number {
   return HTTP_STATUS[code] ?? 500;
+}
+
+/**
+ * An over-limit body up to this many bytes is read to its end, and dropped,
+ * before the 413 goes out: a client that reads no answer while it is still
+ * sending (Python's urllib) otherwise meets a closed connection instead of
+ * the 413. Past it the answer goes at once and the connection is closed.
+ */
+const DRAIN_MAX_BYTES = 64 * 1024 ** 2;
+
+/** Reads and drops the rest of a request body, until its end or `upTo` more bytes. */
+function drain(req: IncomingMessage, upTo: number): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = () => {
+      req.off('data', onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > upTo) done();
+    };
+    if (req.readableEnded || req.destroyed) return resolve();
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('close', done);
+    req.once('error', done);
+    req.resume();
+  });
 }
 
 class PayloadTooLargeError extends MaasError {
@@ -242,7 +272,7 @@ export class KserveV2Http {
     const tooLarge = (n: number | string) =>
       new PayloadTooLargeError(`the request body is ${n} bytes, above this gateway's limit of ${limit} (GATEWAY_MAX_MESSAGE_BYTES); send a smaller request`);
     if (declared > limit) {
-      req.resume();
+      await drain(req, DRAIN_MAX_BYTES);
       throw tooLarge(declared);
     }
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
@@ -256,10 +286,12 @@ export class KserveV2Http {
     const chunks: Buffer[] = [];
     let size = 0;
     try {
-      for await (const chunk of source as AsyncIterable<Buffer>) {
+      // Leaving the loop early must not destroy the request: the rest is drained so the 413 can be read.
+      for await (const chunk of (source as Readable).iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (size > limit) {
-          req.resume();
+          if (source !== req) req.unpipe();
+          await drain(req, DRAIN_MAX_BYTES);
           throw tooLarge(`over ${limit}`);
         }
         chunks.push(chunk);
