@@ -102,7 +102,7 @@ export class Admission {
       oldest = t;
     }
     // Too few answers to measure by (answers of stacked calls come in clumps): unknown, not slow.
-    if (inWindow === 0 || inWindow < this.minAnswers) return 0;
+    if (inWindow < Math.max(1, this.minAnswers)) return 0;
     // A full ring may cover less than the window: measure over the span it does cover.
     const span = inWindow === load.count && load.count === RING ? Math.max(1, now - oldest) : now - since;
     return (inWindow * 1000) / span;

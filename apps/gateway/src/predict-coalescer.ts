@@ -71,6 +71,14 @@ interface Member {
   settled: boolean;
 }
 
+/** What the coalescer has learnt of one version. */
+interface VersionSeen {
+  /** Largest recent answer size per row; undefined until an answer came. */
+  answerBytesPerRow?: number;
+  /** When the version last had a stacked call, epoch ms. */
+  stackedAt: number;
+}
+
 interface Group {
   key: string;
   send: SendToNode;
@@ -105,11 +113,9 @@ export interface CoalescerOptions {
  */
 export class PredictCoalescer {
   private readonly open = new Map<string, Group>();
-  /** Largest recent answer size per row, by `model:version`. */
-  private readonly answerBytesPerRow = new Map<string, number>();
+  /** What each version's calls have shown so far, by `model:version`. */
+  private readonly versions = new Map<string, VersionSeen>();
   private flushScheduled = false;
-  /** When each version last had a stacked call, epoch ms. */
-  private readonly stackedAt = new Map<string, number>();
   /** Stacked node calls sent, and the callers' requests they carried. */
   readonly stats = { stackedCalls: 0, stackedRequests: 0 };
 
@@ -124,20 +130,17 @@ export class PredictCoalescer {
    */
   submit(key: string, maxRows: number, request: PredictRequest, ctx: CallContext, send: SendToNode, others = true): Promise<NodeAnswer | undefined> {
     const rows = stackableRows(request);
-    const perRow = this.answerBytesPerRow.get(key);
+    const seen = this.seen(key);
+    const perRow = seen.answerBytesPerRow;
     const bytes = inputBytes(request);
     const maxBytes = this.options.maxBytes;
-    const solo = () =>
-      send(request, ctx).then((answer) => {
-        if (rows > 0) this.learn(key, answer.bytes.length / rows);
-        return answer;
-      });
+    const solo = () => this.sendAlone(key, request, ctx, send, rows);
     if (rows === 0 || perRow === undefined || maxRows <= rows || bytes > maxBytes / 2 || perRow * rows > maxBytes / 2) return solo();
     const groupKey = `${key}#${request.outputNames.join('\0')}#${batchKey(request.inputs)}`;
     let group = this.open.get(groupKey);
     // A lone caller (no other call of the version in flight, no group open, none stacked lately) goes at
     // once, not at the end of the turn; under waves of load the first of a wave waits for the rest.
-    if (!group && !others && !(Date.now() - (this.stackedAt.get(key) ?? -Infinity) < RECENT_MS)) return solo();
+    if (!group && !others && !(Date.now() - seen.stackedAt < RECENT_MS)) return solo();
     if (group && (group.rows + rows > maxRows || group.bytes + bytes > maxBytes || perRow * (group.rows + rows) > maxBytes)) {
       this.open.delete(groupKey);
       this.flush(group);
@@ -175,11 +178,29 @@ export class PredictCoalescer {
     });
   }
 
+  private seen(key: string): VersionSeen {
+    let seen = this.versions.get(key);
+    if (!seen) {
+      if (this.versions.size >= 4096) this.versions.clear();
+      seen = { stackedAt: -Infinity };
+      this.versions.set(key, seen);
+    }
+    return seen;
+  }
+
+  /** Sends one caller's request as it came, learning the version's answer size from the answer. */
+  private sendAlone(key: string, request: PredictRequest, ctx: CallContext, send: SendToNode, rows: number): Promise<NodeAnswer> {
+    return send(request, ctx).then((answer) => {
+      if (rows > 0) this.learn(key, answer.bytes.length / rows);
+      return answer;
+    });
+  }
+
   private learn(key: string, perRow: number): void {
-    const known = this.answerBytesPerRow.get(key);
+    const seen = this.seen(key);
+    const known = seen.answerBytesPerRow;
     // The largest size seen, slowly forgotten: a version whose answers vary is stacked by its big ones.
-    this.answerBytesPerRow.set(key, known === undefined ? perRow : Math.max(perRow, 0.9 * known + 0.1 * perRow));
-    if (this.answerBytesPerRow.size > 4096) this.answerBytesPerRow.clear();
+    seen.answerBytesPerRow = known === undefined ? perRow : Math.max(perRow, 0.9 * known + 0.1 * perRow);
   }
 
   private flushAll(): void {
@@ -193,10 +214,7 @@ export class PredictCoalescer {
     const { members, key, send } = group;
     if (members.length === 1) {
       const [m] = members;
-      send(m.request, m.ctx).then((answer) => {
-        this.learn(key, answer.bytes.length / m.rows);
-        m.resolve(answer);
-      }, m.reject);
+      this.sendAlone(key, m.request, m.ctx, send, m.rows).then(m.resolve, m.reject);
       return;
     }
     // The stacked call lives while any member still waits for it; a member that gives up leaves at once.
@@ -213,8 +231,7 @@ export class PredictCoalescer {
       return onAbort;
     });
     if (waiting === 0) return;
-    this.stackedAt.set(key, Date.now());
-    if (this.stackedAt.size > 4096) this.stackedAt.clear();
+    this.seen(key).stackedAt = Date.now();
     this.stats.stackedCalls += 1;
     this.stats.stackedRequests += members.length;
     const done = () => members.forEach((m, i) => m.ctx.signal.removeEventListener('abort', listeners[i]));

@@ -13,6 +13,7 @@ import {
   UnavailableError,
   validateAlias,
   validateModelName,
+  type ModelRef,
   type UnaryMethod,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
@@ -76,7 +77,7 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
   };
 }
 
-function validateRef(request: { model: string; version: number; alias: string }): void {
+function validateRef(request: ModelRef): void {
   validateModelName(request.model);
   if (request.version > 0 && request.alias) throw new InvalidArgumentError('give a version or an alias, not both');
   if (request.alias) validateAlias(request.alias);
@@ -163,8 +164,13 @@ export class PredictRouter {
   }
 
   /** The version a request names: explicit, else alias, else `production`, else latest READY. */
-  resolve(request: { model: string; version: number; alias: string }, ctx: CallContext, fresh = false): Promise<ModelVersion> {
+  resolve(request: ModelRef, ctx: CallContext, fresh = false): Promise<ModelVersion> {
     validateRef(request);
+    return this.lookup(request, ctx, fresh);
+  }
+
+  /** {@link resolve} of a reference already validated. */
+  private lookup(request: ModelRef, ctx: CallContext, fresh = false): Promise<ModelVersion> {
     return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal }, fresh);
   }
 
@@ -223,7 +229,7 @@ export class PredictRouter {
       validateRef(request);
       // A version this process holds in memory is routed on at once, while its generation read is in
       // flight, instead of after it: the answer is given only once the read finds the version current.
-      const held = this.resolver.peek({ model: request.model, version: request.version, alias: request.alias });
+      const held = this.resolver.peek(request);
       if (held) {
         const answer = this.route(request, held.version, routed).then(
           (bytes) => ({ bytes }),
@@ -236,12 +242,12 @@ export class PredictRouter {
         }
         // Not current any more (a write moved the model on): that answer is dropped, unread.
       }
-      return await this.route(request, await this.resolve(request, routed), routed);
+      return await this.route(request, await this.lookup(request, routed), routed);
     } catch (err) {
       // ABORTED: the node holds another artifact for this version than we resolved (the model was
       // deleted and created again, and this process had not heard yet). Resolve afresh, once.
       if (statusOf(err) !== status.ABORTED || ctx.signal.aborted) throw err;
-      return this.route(request, await this.resolve(request, routed, true), routed);
+      return this.route(request, await this.lookup(request, routed, true), routed);
     }
   }
 
