@@ -20,15 +20,11 @@ const APPS = {
   cli: { entry: 'apps/cli/src/main.ts', assets: {} },
 };
 
-async function buildApp(name) {
-  const app = APPS[name];
-  if (!app) throw new Error(`unknown app "${name}": expected one of ${Object.keys(APPS).join(', ')}`);
-  const out = join(ROOT, 'dist', name);
-  const started = Date.now();
-  const result = await build({
-    write: false,
-    entryPoints: [join(ROOT, app.entry)],
-    outfile: join(out, 'main.js'),
+/** esbuild's options for one entry (a path from the repository root) bundled into `outfile`. */
+function bundleOptions(entry, outfile) {
+  return {
+    entryPoints: [join(ROOT, entry)],
+    outfile,
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -41,7 +37,15 @@ async function buildApp(name) {
     logLevel: 'warning',
     // Marks the bundle, so code that finds files or entry points relative to itself knows it is compiled.
     define: { 'process.env.MAAS_COMPILED': '"1"' },
-  });
+  };
+}
+
+async function buildApp(name) {
+  const app = APPS[name];
+  if (!app) throw new Error(`unknown app "${name}": expected one of ${Object.keys(APPS).join(', ')}`);
+  const out = join(ROOT, 'dist', name);
+  const started = Date.now();
+  const result = await build({ ...bundleOptions(app.entry, join(out, 'main.js')), write: false });
   // Each file is written beside its place and renamed over it: a process starting from dist/ meanwhile
   // (a test, a running stack) sees the old file or the new one, never a missing or half-written one.
   const place = (path, write) => {
@@ -60,7 +64,11 @@ async function main() {
   for (const name of names.length > 0 ? names : Object.keys(APPS)) await buildApp(name);
 }
 
-main().catch((err) => {
-  process.stderr.write(`build failed: ${err.message}\n`);
-  process.exit(1);
-});
+module.exports = { bundleOptions };
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`build failed: ${err.message}\n`);
+    process.exit(1);
+  });
+}

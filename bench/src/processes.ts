@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { buildSync } from 'esbuild';
+import { buildSync, type BuildOptions } from 'esbuild';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 
@@ -18,12 +18,15 @@ function nodeArgs(entry: string, args: string[], nodeFlags: string[] = []): stri
   return [...nodeFlags, '--import', 'tsx', join(REPO_ROOT, entry), ...args];
 }
 
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { bundleOptions } = require('../../tools/build.cjs') as { bundleOptions(entry: string, outfile: string): BuildOptions };
+
 const built = new Set<string>();
 
 /**
  * The file a server entry runs as, with plain node: a service as it ships,
  * compiled by tools/build.cjs into dist/<app>/main.js, and the benchmark's
- * own servers bundled the same way into dist/bench/. Each is built afresh
+ * own servers bundled with the same options into dist/bench/. Each is built afresh
  * once per benchmark process, so nothing stale is measured, and tsx's loader
  * (and its source-mapped stack traces) is no part of what is measured. Jobs
  * (the load generator, raw onnxruntime) still run through tsx: they are the
@@ -34,19 +37,7 @@ function compiledEntry(entry: string): string {
   const out = app ? join(REPO_ROOT, 'dist', app, 'main.js') : join(REPO_ROOT, 'dist', 'bench', basename(entry).replace(/\.ts$/, '.js'));
   if (built.has(entry)) return out;
   if (app) execFileSync(process.execPath, [join(REPO_ROOT, 'tools/build.cjs'), app], { stdio: 'ignore' });
-  else {
-    buildSync({
-      entryPoints: [join(REPO_ROOT, entry)],
-      outfile: out,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      packages: 'external',
-      tsconfig: join(REPO_ROOT, 'tsconfig.json'),
-      logLevel: 'warning',
-    });
-  }
+  else buildSync(bundleOptions(entry, out));
   built.add(entry);
   return out;
 }
