@@ -46,6 +46,12 @@ export const gatewayConfigSchema = {
     parse: parse.byteSize,
     doc: 'Concurrent Predicts of one batchable version (max_batch_size > 1) that arrive together go to the node as one call, stacked up to max_batch_size rows while their inputs and expected answer stay under this many bytes; 0 turns it off.',
   },
+  rawPredict: {
+    env: 'GATEWAY_RAW_PREDICT',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'Predict served on the HTTP/2 stream directly (request bytes in, the node’s answer bytes out) instead of through grpc-js’s call layers; off serves it through grpc-js like every other method. Compressed requests always go through grpc-js.',
+  },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {
     env: 'GATEWAY_DEFAULT_TIMEOUT_MS',

@@ -5,9 +5,9 @@ import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
 import { gatewayFileDescriptors, kserve, RegistryServiceService } from '@maas/proto';
-import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcObserver, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, httpsOptionsOf, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, httpsOptionsOf, observingInterceptor, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ApiKeyAuthenticator, parseApiKeys, type ApiKeyEntry } from '@maas/auth';
 import type { GatewayConfig } from './config';
@@ -166,22 +166,25 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   // Shared by gRPC and REST inference calls: the gateway as a whole is admitted once, whatever the protocol.
   const intake = new Admission();
+  // Run on every call, whether grpc-js or the raw Predict route serves it.
+  const observers = [
+    rpcObserver({ logger, metrics: new RpcMetrics(metricsRegistry) }),
+    intakeShedding(intake, new Set([GatewayServiceServed.predict.path, kserve.GRPCInferenceServiceService.modelInfer.path])),
+  ];
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
     credentials: serverCredentials(tls),
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
-    interceptors: [
-      rpcInterceptor({ logger, metrics: new RpcMetrics(metricsRegistry) }),
-      intakeShedding(intake, new Set(['/maas.v1.GatewayService/Predict', '/inference.GRPCInferenceService/ModelInfer'])),
-    ],
+    interceptors: [observingInterceptor(observers)],
     // The 64 KiB default stream window stays: it keeps an upload at most that far ahead of the registry.
     // Gateway RSS peak of a 96 MiB upload, measured: 13-28 MiB with the default, 17-36.5 MiB with
     // 1 MiB, 40-67 MiB with 16 MiB; a 1 MiB window gained PP-OCRv4 Predict only 59-60 -> 61-69 req/s.
     connectionWindowBytes: CONNECTION_WINDOW_BYTES,
   });
   server.addService('maas.v1.GatewayService', GatewayServiceServed, gatewayService.handlers());
+  if (config.rawPredict === 'on') server.addRawUnary(gatewayService.predictRoute(observers));
   server.addService('maas.v1.RegistryService', RegistryServiceService, new RegistryProxy(() => registry.current, auth, (model) => (cache instanceof NearMetadataCache ? cache.forget(model) : undefined), config.maxUploadsPerKey).handlers());
   const kserveService = new KserveV2Service({
     authorize: (call, scope) => void auth.authorize(call, scope),

@@ -1,5 +1,6 @@
 import { Metadata, type handleUnaryCall, type Server } from '@grpc/grpc-js';
 import {
+  decodePredictRequest,
   encodePredictResponse,
   GatewayServiceWire,
   type GatewayServiceServer,
@@ -10,7 +11,7 @@ import {
   type PredictResponse,
 } from '@maas/proto';
 import { REQUEST_ID_HEADER } from '@maas/observability';
-import { callDeadlineMs, callSignal, callUnary, unary, UnavailableError, validateModelName, type ServerSurfaceCall } from '@maas/rpc';
+import { callDeadlineMs, callSignal, callUnary, unary, UnavailableError, validateModelName, type CallObserver, type RawUnaryRoute, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
 import type { NodePool } from '@maas/inference-client';
@@ -64,6 +65,15 @@ export class GatewayService {
         return { nodes: await this.listNodes() };
       }),
     };
+  }
+
+  /**
+   * Predict as a raw HTTP/2 route: the request decoded once from the bytes
+   * that arrived, the node's answer bytes written out as they came, and the
+   * same observers as the grpc-js methods (request ids, logs, metrics, intake).
+   */
+  predictRoute(observers: readonly CallObserver[]): RawUnaryRoute<PredictRequest> {
+    return { path: GatewayServiceWire.predict.path, decode: decodePredictRequest, handle: (req, call) => this.predict(req, call), observers };
   }
 
   /** Predict's answer: the node's PredictResponse bytes, passed through (see {@link GatewayServiceServed}). */

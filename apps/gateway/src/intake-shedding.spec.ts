@@ -1,6 +1,6 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { InferenceServiceClient, InferenceServiceService, type InferenceServiceServer } from '@maas/proto';
-import { GrpcServer, unary } from '@maas/rpc';
+import { GrpcServer, observingInterceptor, unary } from '@maas/rpc';
 import { waitFor } from '@maas/testing';
 import { Admission } from './admission';
 import { intakeShedding } from './intake-shedding';
@@ -13,7 +13,7 @@ describe('intakeShedding', () => {
     admission.admit('gateway', Infinity, Date.now() - 2000);
     admission.done('gateway', true, Date.now() - 1500);
     let handled = 0;
-    const server = new GrpcServer({ interceptors: [intakeShedding(admission, new Set(['/maas.v1.InferenceService/ModelMetadata']))] });
+    const server = new GrpcServer({ interceptors: [observingInterceptor([intakeShedding(admission, new Set(['/maas.v1.InferenceService/ModelMetadata']))])] });
     const notUsed = () => Promise.reject(new Error('not part of this test'));
     const impl: InferenceServiceServer = {
       predict: unary('Predict', notUsed),
@@ -45,7 +45,7 @@ describe('intakeShedding', () => {
   it('counts a call the client cancels as done', async () => {
     const admission = new Admission();
     let release = () => undefined as void;
-    const server = new GrpcServer({ interceptors: [intakeShedding(admission, new Set(['/maas.v1.InferenceService/ListLoaded']))] });
+    const server = new GrpcServer({ interceptors: [observingInterceptor([intakeShedding(admission, new Set(['/maas.v1.InferenceService/ListLoaded']))])] });
     const notUsed = () => Promise.reject(new Error('not part of this test'));
     server.addService('maas.v1.InferenceService', InferenceServiceService, {
       predict: unary('Predict', notUsed),

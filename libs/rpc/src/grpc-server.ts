@@ -5,9 +5,10 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { HealthImplementation, ServingStatus } from 'grpc-health-check';
 import { MAX_MESSAGE_BYTES } from './grpc-client';
+import { rawRouteTakes, RawUnaryCall, type RawUnaryRoute } from './raw-unary';
 
 /** RST_STREAM frames a connection may send in a burst before the server ends it (Node's default: 1,000). */
 export const STREAM_RESET_BURST = 100_000;
@@ -80,6 +81,7 @@ export class GrpcServer {
   readonly health: HealthImplementation = new (healthImplementation())({ '': 'NOT_SERVING', [LIVENESS_SERVICE]: 'SERVING' });
   private boundPort = 0;
   private readonly services: string[] = [];
+  private readonly rawRoutes = new Map<string, RawUnaryRoute<unknown>>();
 
   constructor(private readonly options: GrpcServerOptions = {}) {
     const max = MAX_MESSAGE_BYTES;
@@ -110,6 +112,18 @@ export class GrpcServer {
     return this;
   }
 
+  /**
+   * Serves a unary method on Node's HTTP/2 streams directly (see
+   * {@link RawUnaryRoute}), ahead of grpc-js. The method's grpc-js handler
+   * stays mounted: it answers the calls the raw path leaves to it (compressed
+   * requests), and everything else works as before if grpc-js's internals it
+   * hooks into are missing. Call before {@link start}.
+   */
+  addRawUnary<Req>(route: RawUnaryRoute<Req>): this {
+    this.rawRoutes.set(route.path, route as RawUnaryRoute<unknown>);
+    return this;
+  }
+
   /** Binds and starts serving; health turns SERVING. Resolves to the bound port. */
   async start(): Promise<number> {
     const host = this.options.host ?? '127.0.0.1';
@@ -123,6 +137,7 @@ export class GrpcServer {
     });
     const { receiveWindowBytes, connectionWindowBytes } = this.options;
     if (receiveWindowBytes || connectionWindowBytes) this.widenReceiveWindow(receiveWindowBytes, connectionWindowBytes ?? receiveWindowBytes);
+    if (this.rawRoutes.size > 0) this.routeRawStreams();
     this.setServing(true);
     return this.boundPort;
   }
@@ -132,13 +147,46 @@ export class GrpcServer {
    * HTTP/2 session of its listeners gets them here.
    */
   private widenReceiveWindow(streamBytes: number | undefined, connectionBytes: number | undefined): void {
-    const listeners = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
-    if (!(listeners instanceof Map)) return; // a grpc-js without that field: keep the protocol default
     const cap = (bytes: number) => Math.min(bytes, 2 ** 31 - 1);
-    for (const listener of listeners.keys()) {
+    // A grpc-js without that field: keep the protocol default.
+    for (const listener of this.listeners()) {
       listener.on('session', (session: ServerHttp2Session) => {
         if (connectionBytes) session.setLocalWindowSize(cap(connectionBytes));
         if (streamBytes) session.settings({ initialWindowSize: cap(streamBytes) });
+      });
+    }
+  }
+
+  /** grpc-js's HTTP/2 listeners (a private field: empty when a grpc-js version has none). */
+  private listeners(): Http2Server[] {
+    const listeners = (this.server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+    return listeners instanceof Map ? [...listeners.keys()] : [];
+  }
+
+  /**
+   * Puts a dispatcher in front of grpc-js's stream handler on each listener:
+   * streams of a raw route that the raw path can serve go to it, every other
+   * stream to grpc-js as before.
+   */
+  private routeRawStreams(): void {
+    const limits = {
+      maxReceiveMessageBytes: this.options.maxReceiveMessageBytes ?? MAX_MESSAGE_BYTES,
+      maxSendMessageBytes: this.options.maxSendMessageBytes ?? MAX_MESSAGE_BYTES,
+    };
+    // grpc-js counts a connection's open streams to close it when idle (grpc.max_connection_idle_ms).
+    const opened = (this.server as unknown as { onStreamOpened?: (stream: ServerHttp2Stream) => void }).onStreamOpened?.bind(this.server);
+    for (const listener of this.listeners()) {
+      const grpcHandlers = listener.listeners('stream') as Array<(stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void>;
+      if (grpcHandlers.length === 0) continue;
+      listener.removeAllListeners('stream');
+      listener.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+        const route = this.rawRoutes.get(headers[':path'] as string);
+        if (route && rawRouteTakes(headers)) {
+          opened?.(stream);
+          new RawUnaryCall(stream, headers, route, limits).run();
+          return;
+        }
+        for (const handler of grpcHandlers) handler.call(listener, stream, headers);
       });
     }
   }

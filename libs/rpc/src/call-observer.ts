@@ -1,0 +1,126 @@
+import { ServerInterceptingCall, status, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
+import { toServerError } from './status-mapper';
+
+/** What a call is known by when its headers arrive. */
+export interface CallHead {
+  /** `/package.Service/Method`. */
+  readonly path: string;
+  /** The caller's metadata; an observer may amend it (a request id) for the handler to read. */
+  readonly metadata: Metadata;
+  /** The caller's deadline, epoch ms; Infinity when none was set. */
+  readonly deadline: number;
+}
+
+/** A status to answer a call with, trailers included. */
+export interface CallRefusal {
+  code: number;
+  details: string;
+  metadata: Metadata | null;
+}
+
+/** How a call ended. */
+export interface CallEnd {
+  code: number;
+  details: string;
+}
+
+/** One call as an observer follows it. */
+export interface CallWatch {
+  /** The decoded request message (unary calls: once). */
+  message?(message: unknown): void;
+  /** The status the caller was sent, or CANCELLED / DEADLINE_EXCEEDED for a call that ended without one. Once. */
+  end(outcome: CallEnd): void;
+}
+
+/**
+ * Per-call bookkeeping (request ids, logs, metrics, admission) written once
+ * and run on every path a call can take: grpc-js's handlers, through
+ * {@link observingInterceptor}, and the raw HTTP/2 routes of
+ * {@link GrpcServer.addRawUnary}.
+ */
+export interface CallObserver {
+  /**
+   * A call's headers arrived. Throwing refuses the call: the error answers it
+   * (through {@link toServerError}) and the watches already begun see that end.
+   * Returns undefined for a call this observer does not follow.
+   */
+  begin(head: CallHead): CallWatch | undefined;
+}
+
+/** How grpc-js words a unary or server-streaming call that ended without a request message. */
+const NO_REQUEST_MESSAGE = 'Received no request message';
+
+/**
+ * Starts the observers on a call, in order. A refusal ends the watches begun
+ * before it and is returned as the status to answer.
+ */
+export function beginWatches(observers: readonly CallObserver[], head: CallHead, method: string): { watches: CallWatch[]; refusal?: CallRefusal } {
+  const watches: CallWatch[] = [];
+  for (const observer of observers) {
+    let watch: CallWatch | undefined;
+    try {
+      watch = observer.begin(head);
+    } catch (err) {
+      const answer = toServerError(err, method);
+      const refusal: CallRefusal = { code: answer.code ?? status.UNKNOWN, details: answer.details ?? answer.message, metadata: answer.metadata ?? null };
+      for (const begun of watches) begun.end(refusal);
+      return { watches: [], refusal };
+    }
+    if (watch) watches.push(watch);
+  }
+  return { watches };
+}
+
+/** The deadline grpc-js parsed for a call, as epoch ms (Infinity when none). */
+function deadlineOf(call: { getDeadline(): Date | number }): number {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) && deadline > 0 ? deadline : Infinity;
+}
+
+/** Runs {@link CallObserver}s on grpc-js's calls, as one intercepting layer. */
+export function observingInterceptor(observers: readonly CallObserver[]): ServerInterceptor {
+  return (descriptor, call) => {
+    const method = descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1);
+    let watches: CallWatch[] = [];
+    let ended = false;
+    const end = (outcome: CallEnd) => {
+      if (ended) return;
+      ended = true;
+      for (const watch of watches) watch.end(outcome);
+    };
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const begun = beginWatches(observers, { path: descriptor.path, metadata, deadline: deadlineOf(call) }, method);
+            if (begun.refusal) {
+              ended = true;
+              call.sendStatus(begun.refusal);
+              return;
+            }
+            watches = begun.watches;
+            nextMetadata(metadata);
+          },
+          onReceiveMessage: (message: unknown, nextMessage) => {
+            for (const watch of watches) watch.message?.(message);
+            nextMessage(message);
+          },
+          // A call the client cancels may send no status: it ends here all the same.
+          onCancel: () => end({ code: deadlineOf(call) <= Date.now() ? status.DEADLINE_EXCEEDED : status.CANCELLED, details: 'the call ended before its status was sent' }),
+        }),
+      sendStatus: (statusObject, next) => {
+        // grpc-js answers a unary call whose stream ended before its request message with UNIMPLEMENTED
+        // ("Received no request message"): that is a client that gave up, so the call ends as
+        // DEADLINE_EXCEEDED or CANCELLED, which is also what the client itself saw.
+        if (statusObject.code === status.UNIMPLEMENTED && statusObject.details?.startsWith(NO_REQUEST_MESSAGE)) {
+          statusObject = deadlineOf(call) <= Date.now()
+            ? { ...statusObject, code: status.DEADLINE_EXCEEDED, details: 'deadline passed before the request message arrived' }
+            : { ...statusObject, code: status.CANCELLED, details: 'the client cancelled before sending its request message' };
+        }
+        end({ code: statusObject.code ?? status.UNKNOWN, details: statusObject.details ?? '' });
+        next(statusObject);
+      },
+    });
+  };
+}

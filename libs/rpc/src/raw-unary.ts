@@ -1,0 +1,238 @@
+import { EventEmitter } from 'node:events';
+import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { Metadata, status } from '@grpc/grpc-js';
+import { beginWatches, type CallObserver, type CallWatch } from './call-observer';
+import type { ServerSurfaceCall } from './handlers';
+import { toServerError } from './status-mapper';
+
+/**
+ * A unary method served straight on Node's HTTP/2 stream, beside grpc-js:
+ * the request message is handed over as the bytes that arrived and the answer
+ * is written as the bytes the handler gives, with none of grpc-js's per-call
+ * layers (interceptor chain, message queue, reassembly copies) in between.
+ */
+export interface RawUnaryRoute<Req> {
+  /** `/package.Service/Method`. */
+  path: string;
+  /** Decodes the request message; a throw answers INTERNAL, as grpc-js does for a message it cannot parse. */
+  decode(bytes: Buffer): Req;
+  /** Answers the call with the encoded response message; a rejection answers through {@link toServerError}. */
+  handle(request: Req, call: ServerSurfaceCall): Promise<Buffer>;
+  /** Run on each call as on grpc-js's calls (request ids, logs, metrics, admission). @default none */
+  observers?: readonly CallObserver[];
+}
+
+/** Limits a raw route shares with its grpc-js server. */
+export interface RawUnaryLimits {
+  maxReceiveMessageBytes: number;
+  maxSendMessageBytes: number;
+}
+
+const GRPC_TIMEOUT = /^(\d{1,8})\s*([HMSmun])$/;
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+/** Headers that are the transport's, not the caller's metadata. */
+const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
+const RESPONSE_HEADERS = {
+  [h2.HTTP2_HEADER_STATUS]: 200,
+  [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc+proto',
+  'grpc-accept-encoding': 'identity',
+  'grpc-encoding': 'identity',
+};
+const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
+/** Answers up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
+const JOIN_BELOW_BYTES = 64 * 1024;
+
+/**
+ * Whether a stream is one this route can serve, or is left to grpc-js (which
+ * answers what the raw path does not implement: compressed requests, bad
+ * content types, malformed timeouts).
+ */
+export function rawRouteTakes(headers: IncomingHttpHeaders): boolean {
+  const contentType = headers[h2.HTTP2_HEADER_CONTENT_TYPE];
+  if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) return false;
+  const encoding = headers['grpc-encoding'];
+  if (encoding !== undefined && encoding !== 'identity') return false;
+  const timeout = headers['grpc-timeout'];
+  return timeout === undefined || (typeof timeout === 'string' && GRPC_TIMEOUT.test(timeout));
+}
+
+/** The caller's deadline from its `grpc-timeout`, epoch ms; Infinity when none. */
+function deadlineOf(headers: IncomingHttpHeaders, now: number): number {
+  const match = typeof headers['grpc-timeout'] === 'string' ? GRPC_TIMEOUT.exec(headers['grpc-timeout']) : null;
+  return match ? now + Math.trunc(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]]) : Infinity;
+}
+
+/** One call on a raw route: its state from headers to trailers. */
+export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall {
+  cancelled = false;
+  readonly metadata: Metadata;
+  private readonly deadline: number;
+  private readonly method: string;
+  private watches: CallWatch[] = [];
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private expected = -1;
+  private finished = false;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    private readonly route: RawUnaryRoute<Req>,
+    private readonly limits: RawUnaryLimits,
+  ) {
+    super();
+    const now = Date.now();
+    this.deadline = deadlineOf(headers, now);
+    this.method = route.path.slice(route.path.lastIndexOf('/') + 1);
+    this.metadata = Metadata.fromHttp2Headers(headers);
+    for (const name of TRANSPORT_HEADERS) this.metadata.remove(name);
+  }
+
+  /** Starts the call: observers, deadline, then the request message. */
+  run(): void {
+    const { stream } = this;
+    stream.on('error', () => undefined); // every error is followed by 'close', which ends the call
+    stream.once('close', () => this.closed());
+    const begun = beginWatches(this.route.observers ?? [], { path: this.route.path, metadata: this.metadata, deadline: this.deadline }, this.method);
+    if (begun.refusal) {
+      this.finished = true;
+      this.respondStatus(begun.refusal);
+      stream.resume();
+      return;
+    }
+    this.watches = begun.watches;
+    if (Number.isFinite(this.deadline)) {
+      this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - Date.now()));
+    }
+    stream.on('data', (chunk: Buffer) => this.data(chunk));
+    stream.once('end', () => this.halfClosed());
+  }
+
+  getDeadline(): number {
+    return this.deadline;
+  }
+
+  getPeer(): string {
+    const socket = this.stream.session?.socket;
+    if (!socket?.remoteAddress) return 'unknown';
+    return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  }
+
+  private data(chunk: Buffer): void {
+    if (this.finished) return;
+    this.received += chunk.length;
+    this.chunks.push(chunk);
+    if (this.expected < 0 && this.received >= 5) {
+      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
+      if (head[0] !== 0) {
+        this.fail({ code: status.INTERNAL, details: 'the request message is marked compressed, but the call named no grpc-encoding' });
+        return;
+      }
+      this.expected = head.readUInt32BE(1);
+      if (this.expected > this.limits.maxReceiveMessageBytes) {
+        this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.expected} vs. ${this.limits.maxReceiveMessageBytes})` });
+        return;
+      }
+    }
+    if (this.expected >= 0 && this.received > this.expected + 5) {
+      this.fail({ code: status.INTERNAL, details: `${this.method} is unary: it takes one request message, and more bytes followed it` });
+    }
+  }
+
+  private halfClosed(): void {
+    if (this.finished) return;
+    if (this.expected < 0 || this.received < this.expected + 5) {
+      this.fail({ code: status.INTERNAL, details: `${this.method} is unary: the stream ended before one whole request message (${this.received} bytes) arrived` });
+      return;
+    }
+    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
+    this.chunks = [];
+    let request: Req;
+    try {
+      request = this.route.decode(whole.subarray(5));
+    } catch (err) {
+      this.fail({ code: status.INTERNAL, details: `Error deserializing request: ${(err as Error).message}` });
+      return;
+    }
+    for (const watch of this.watches) watch.message?.(request);
+    let answer: Promise<Buffer>;
+    try {
+      answer = this.route.handle(request, this);
+    } catch (err) {
+      answer = Promise.reject(err);
+    }
+    answer.then(
+      (bytes) => this.answer(bytes),
+      (err: unknown) => {
+        const mapped = toServerError(err, this.method);
+        this.fail({ code: mapped.code ?? status.UNKNOWN, details: mapped.details ?? mapped.message, metadata: mapped.metadata ?? null });
+      },
+    );
+  }
+
+  private answer(bytes: Buffer): void {
+    if (this.finished) return;
+    if (bytes.length > this.limits.maxSendMessageBytes) {
+      this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.length} vs. ${this.limits.maxSendMessageBytes})` });
+      return;
+    }
+    this.settle({ code: status.OK, details: '' });
+    const { stream } = this;
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(bytes.length, 1);
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+    if (bytes.length < JOIN_BELOW_BYTES) {
+      stream.end(Buffer.concat([prefix, bytes], bytes.length + 5));
+    } else {
+      stream.write(prefix);
+      stream.end(bytes);
+    }
+  }
+
+  /** Ends the call with an error status, sent as a trailers-only response. */
+  private fail(outcome: { code: number; details: string; metadata?: Metadata | null }): void {
+    if (this.finished) return;
+    this.settle(outcome);
+    this.respondStatus(outcome);
+    // Whatever else the client sends is read and dropped.
+    this.stream.resume();
+  }
+
+  private respondStatus(outcome: { code: number; details: string; metadata?: Metadata | null }): void {
+    if (this.stream.destroyed || this.stream.headersSent) return;
+    const extra = outcome.metadata ? outcome.metadata.toHttp2Headers() : {};
+    this.stream.respond({ ...RESPONSE_HEADERS, ...extra, 'grpc-status': String(outcome.code), 'grpc-message': encodeURI(outcome.details) }, { endStream: true });
+  }
+
+  /** Marks the call finished and tells the observers how it ended. */
+  private settle(outcome: { code: number; details: string }): void {
+    this.finished = true;
+    this.chunks = [];
+    if (this.timer) clearTimeout(this.timer);
+    for (const watch of this.watches) watch.end({ code: outcome.code, details: outcome.details });
+  }
+
+  /** The deadline passed before an answer: DEADLINE_EXCEEDED, and the handler's work is cancelled. */
+  private expire(): void {
+    if (this.finished) return;
+    this.fail({ code: status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    this.cancel();
+  }
+
+  /** The stream closed: a call not yet answered was cancelled by its client (or its connection died). */
+  private closed(): void {
+    if (!this.finished) {
+      this.settle({ code: this.deadline <= Date.now() ? status.DEADLINE_EXCEEDED : status.CANCELLED, details: 'the call ended before its status was sent' });
+      this.cancel();
+    }
+  }
+
+  private cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.emit('cancelled');
+  }
+}
