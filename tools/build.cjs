@@ -32,8 +32,9 @@ function bundleOptions(entry, outfile) {
     packages: 'external',
     tsconfig: join(ROOT, 'tsconfig.json'),
     sourcemap: 'linked',
-    // Stack traces name real functions; the output is read by people debugging a container.
-    keepNames: true,
+    // No keepNames: the bundle is not minified, so functions keep their own names in stack traces,
+    // and keepNames wraps every closure the hot path creates in an Object.defineProperty call
+    // (2 % of the gateway's busy time at c=64, measured).
     logLevel: 'warning',
     // Marks the bundle, so code that finds files or entry points relative to itself knows it is compiled.
     define: { 'process.env.MAAS_COMPILED': '"1"' },
