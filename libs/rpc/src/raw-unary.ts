@@ -32,11 +32,11 @@ const GRPC_TIMEOUT = /^(\d{1,8})\s*([HMSmun])$/;
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
 /** Headers that are the transport's, not the caller's metadata. */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
+/** Answers are not compressed (no grpc-encoding: identity); compressed requests are taken, by grpc-js. */
 const RESPONSE_HEADERS = {
   [h2.HTTP2_HEADER_STATUS]: 200,
   [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc+proto',
-  'grpc-accept-encoding': 'identity',
-  'grpc-encoding': 'identity',
+  'grpc-accept-encoding': 'identity,deflate,gzip',
 };
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
 /** Answers up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
@@ -173,6 +173,11 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
 
   private answer(bytes: Buffer): void {
     if (this.finished) return;
+    // Reset by the client, its 'close' not yet delivered: nothing can be sent, so the call ends as cancelled.
+    if (this.stream.destroyed || this.stream.closed) {
+      this.closed();
+      return;
+    }
     if (bytes.length > this.limits.maxSendMessageBytes) {
       this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.length} vs. ${this.limits.maxSendMessageBytes})` });
       return;
