@@ -1,4 +1,5 @@
 import { ServerInterceptingCall, status, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
+import { callDeadlineMs } from './handlers';
 import { toServerError } from './status-mapper';
 
 /** What a call is known by when its headers arrive. */
@@ -71,13 +72,6 @@ export function beginWatches(observers: readonly CallObserver[], head: CallHead,
   return { watches };
 }
 
-/** The deadline grpc-js parsed for a call, as epoch ms (Infinity when none). */
-function deadlineOf(call: { getDeadline(): Date | number }): number {
-  const deadline = call.getDeadline();
-  if (deadline instanceof Date) return deadline.getTime();
-  return Number.isFinite(deadline) && deadline > 0 ? deadline : Infinity;
-}
-
 /** Runs {@link CallObserver}s on grpc-js's calls, as one intercepting layer. */
 export function observingInterceptor(observers: readonly CallObserver[]): ServerInterceptor {
   return (descriptor, call) => {
@@ -93,7 +87,7 @@ export function observingInterceptor(observers: readonly CallObserver[]): Server
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const begun = beginWatches(observers, { path: descriptor.path, metadata, deadline: deadlineOf(call) }, method);
+            const begun = beginWatches(observers, { path: descriptor.path, metadata, deadline: callDeadlineMs(call) }, method);
             if (begun.refusal) {
               ended = true;
               call.sendStatus(begun.refusal);
@@ -107,14 +101,14 @@ export function observingInterceptor(observers: readonly CallObserver[]): Server
             nextMessage(message);
           },
           // A call the client cancels may send no status: it ends here all the same.
-          onCancel: () => end({ code: deadlineOf(call) <= Date.now() ? status.DEADLINE_EXCEEDED : status.CANCELLED, details: 'the call ended before its status was sent' }),
+          onCancel: () => end({ code: callDeadlineMs(call) <= Date.now() ? status.DEADLINE_EXCEEDED : status.CANCELLED, details: 'the call ended before its status was sent' }),
         }),
       sendStatus: (statusObject, next) => {
         // grpc-js answers a unary call whose stream ended before its request message with UNIMPLEMENTED
         // ("Received no request message"): that is a client that gave up, so the call ends as
         // DEADLINE_EXCEEDED or CANCELLED, which is also what the client itself saw.
         if (statusObject.code === status.UNIMPLEMENTED && statusObject.details?.startsWith(NO_REQUEST_MESSAGE)) {
-          statusObject = deadlineOf(call) <= Date.now()
+          statusObject = callDeadlineMs(call) <= Date.now()
             ? { ...statusObject, code: status.DEADLINE_EXCEEDED, details: 'deadline passed before the request message arrived' }
             : { ...statusObject, code: status.CANCELLED, details: 'the client cancelled before sending its request message' };
         }

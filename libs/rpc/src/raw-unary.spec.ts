@@ -57,6 +57,18 @@ async function serve(handle: (request: string, call: ServerSurfaceCall) => Promi
   };
 }
 
+/** A handler that never answers, and says whether its call was cancelled. */
+function hangingHandler() {
+  let cancelled = false;
+  return {
+    handle: (_text: string, call: ServerSurfaceCall) => {
+      call.once('cancelled', () => (cancelled = true));
+      return new Promise<Buffer>(() => undefined);
+    },
+    cancelled: () => cancelled,
+  };
+}
+
 describe('raw unary routes', () => {
   it('answers the handler’s bytes, with the observers and the caller’s metadata as on grpc-js', async () => {
     const s = await serve(async (text, call) => Buffer.from(`${text}|${String(call.metadata.get('x-request-id')[0])}|${String(call.metadata.get('x-custom')[0])}`));
@@ -95,15 +107,12 @@ describe('raw unary routes', () => {
   });
 
   it('ends a call at its deadline and cancels the handler’s work', async () => {
-    let cancelled = false;
-    const s = await serve((_text, call) => {
-      call.once('cancelled', () => (cancelled = true));
-      return new Promise(() => undefined);
-    });
+    const hanging = hangingHandler();
+    const s = await serve(hanging.handle);
     try {
       const { err } = await s.call('slow', { deadline: Date.now() + 200 });
       expect(err?.code).toBe(status.DEADLINE_EXCEEDED);
-      await waitFor(() => cancelled && s.seen[0].end !== undefined, { timeoutMs: 2000, description: 'the handler to see the cancellation' });
+      await waitFor(() => hanging.cancelled() && s.seen[0].end !== undefined, { timeoutMs: 2000, description: 'the handler to see the cancellation' });
       expect(s.seen[0].end?.code).toBe(status.DEADLINE_EXCEEDED);
     } finally {
       await s.close();
@@ -111,16 +120,13 @@ describe('raw unary routes', () => {
   });
 
   it('tells the handler and the observers when the client cancels', async () => {
-    let cancelled = false;
-    const s = await serve((_text, call) => {
-      call.once('cancelled', () => (cancelled = true));
-      return new Promise(() => undefined);
-    });
+    const hanging = hangingHandler();
+    const s = await serve(hanging.handle);
     try {
       const pending = s.client.echo(Buffer.from('wait'), new Metadata(), {}, () => undefined);
       await waitFor(() => s.seen.length === 1 && s.seen[0].messages.length === 1, { timeoutMs: 2000, description: 'the call to reach the handler' });
       pending.cancel();
-      await waitFor(() => cancelled, { timeoutMs: 2000, description: 'the handler to see the cancellation' });
+      await waitFor(() => hanging.cancelled(), { timeoutMs: 2000, description: 'the handler to see the cancellation' });
       expect(s.seen[0].end?.code).toBe(status.CANCELLED);
     } finally {
       await s.close();
