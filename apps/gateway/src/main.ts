@@ -1,4 +1,4 @@
-import { ConfigError, consulTokenOf } from '@maas/config';
+import { applyHeapGrowing, ConfigError, consulTokenOf } from '@maas/config';
 import { createRegistrar } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter } from '@maas/rpc';
@@ -19,6 +19,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  applyHeapGrowing(config);
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, consulToken, logger }) : undefined;

@@ -10,6 +10,7 @@ export const inferenceConfigSchema = {
   consulTokenFile: commonConfig.consulTokenFile,
   redisUrl: commonConfig.redisUrl,
   metricsPort: commonConfig.metricsPort,
+  heapGrowingPercent: commonConfig.heapGrowingPercent,
   tlsCertFile: commonConfig.tlsCertFile,
   tlsKeyFile: commonConfig.tlsKeyFile,
   tlsCaFile: commonConfig.tlsCaFile,

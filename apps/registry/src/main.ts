@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { ConfigError, consulTokenOf } from '@maas/config';
+import { applyHeapGrowing, ConfigError, consulTokenOf } from '@maas/config';
 import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter, tlsEnabled, tlsFilesOf } from '@maas/rpc';
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  applyHeapGrowing(config);
   const logger = createLogger({ name: 'registry', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const app = await startRegistry(config, { logger });
