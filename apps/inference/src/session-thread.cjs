@@ -5,13 +5,32 @@
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require('onnxruntime-node');
 
-/** A tensor as it crosses the thread boundary: numeric data travels as a transferred typed array. */
-function pack(name, tensor, transfer) {
+/**
+ * A tensor as it crosses the thread boundary: numeric data travels as a transferred typed array.
+ * onnxruntime-node gives each output an ArrayBuffer of its own, which moves to the main thread
+ * uncopied; data that is a view into a larger buffer (or one that cannot move) is copied once.
+ */
+function pack(name, tensor, transfer, copy) {
   if (tensor.type === 'string') return { name, type: 'string', dims: tensor.dims, data: tensor.data };
-  // onnxruntime's output may sit in memory that cannot be transferred: copy it once into a plain buffer.
-  const data = tensor.data.slice();
+  const own = tensor.data;
+  const whole = own.buffer instanceof ArrayBuffer && own.byteOffset === 0 && own.byteLength === own.buffer.byteLength;
+  const data = whole && !copy ? own : own.slice();
   transfer.push(data.buffer);
   return { name, type: tensor.type, dims: tensor.dims, data };
+}
+
+/** Posts a run's outputs, moving their buffers; copies them if a buffer turns out not to be transferable. */
+function postResult(id, outputNames, results) {
+  for (const copy of [false, true]) {
+    const transfer = [];
+    const outputs = outputNames.map((name) => pack(name, results[name], transfer, copy));
+    try {
+      parentPort.postMessage({ kind: 'result', id, outputs }, transfer);
+      return;
+    } catch (err) {
+      if (copy || !(err && err.name === 'DataCloneError')) throw err;
+    }
+  }
 }
 
 async function main() {
@@ -33,9 +52,7 @@ async function main() {
       const feeds = {};
       for (const t of message.feeds) feeds[t.name] = new ort.Tensor(t.type, t.data, t.dims);
       const results = await session.run(feeds, message.outputNames);
-      const transfer = [];
-      const outputs = message.outputNames.map((name) => pack(name, results[name], transfer));
-      parentPort.postMessage({ kind: 'result', id: message.id, outputs }, transfer);
+      postResult(message.id, message.outputNames, results);
     } catch (err) {
       parentPort.postMessage({ kind: 'error', id: message.id, message: String(err && err.message ? err.message : err) });
     }
