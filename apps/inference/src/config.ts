@@ -15,6 +15,12 @@ export const inferenceConfigSchema = {
   tlsKeyFile: commonConfig.tlsKeyFile,
   tlsCaFile: commonConfig.tlsCaFile,
   tlsClientAuth: commonConfig.tlsClientAuth,
+  rawPredict: {
+    env: 'INFERENCE_RAW_PREDICT',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'Predict served on the HTTP/2 stream directly (request bytes in, the encoded answer written as it is) instead of through grpc-js’s call layers; off serves it through grpc-js like every other method. Compressed requests always go through grpc-js.',
+  },
   host: { env: 'INFERENCE_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the node gRPC server binds.' },
   port: { env: 'INFERENCE_PORT', default: 50061, parse: parse.port, doc: 'Node gRPC port; 0 picks a free one.' },
   nodeId: { env: 'INFERENCE_NODE_ID', default: '', parse: parse.text, doc: 'Unique node id (Consul service ID); unset: <hostname>-<port>.' },

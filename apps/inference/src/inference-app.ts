@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { createChangeBus } from '@maas/cache';
 import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
 import { InferenceServiceWire } from '@maas/proto';
-import { createMetricsRegistry, rpcInterceptor, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { checkTlsFiles, clientCredentials, GrpcServer, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -53,19 +53,22 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
   const metricsRegistry = createMetricsRegistry('inference');
   const rpcMetrics = new RpcMetrics(metricsRegistry);
   registerInferenceMetrics(metricsRegistry, manager);
+  // Run on every call, whether grpc-js or the raw Predict route serves it.
+  const observers = [rpcObserver({ logger, metrics: rpcMetrics })];
   const server = new GrpcServer({
     host: config.host,
     port: config.port,
     credentials: serverCredentials(tls),
     maxReceiveMessageBytes: config.maxMessageBytes,
     maxSendMessageBytes: config.maxMessageBytes,
-    interceptors: [rpcInterceptor({ logger, metrics: rpcMetrics })],
+    interceptors: [observingInterceptor(observers)],
     // onnxruntime-node runs block the event loop; a wide window lets clients keep sending meanwhile.
     receiveWindowBytes: RECEIVE_WINDOW_BYTES,
   });
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId, { maxMessageBytes: config.maxMessageBytes });
   server.addService('maas.v1.InferenceService', InferenceServiceWire, service.handlers());
+  if (config.rawPredict === 'on') server.addRawUnary(service.predictRoute(observers));
   const port = await server.start();
   const reconciler = startReconciler(manager, { intervalMs: config.reconcileIntervalMs, bus: config.redisUrl ? createChangeBus({ redisUrl: config.redisUrl, logger, role: 'reader' }) : undefined, logger });
   nodeId = nodeIdOf(config, port);

@@ -89,6 +89,23 @@ describe('raw unary routes', () => {
     }
   });
 
+  it('sends metadata the handler gives with sendMetadata as the answer’s headers', async () => {
+    const s = await serve(async (text, call) => {
+      const md = new Metadata();
+      md.set('x-queue-ms', '1.5');
+      (call as ServerSurfaceCall & { sendMetadata(m: Metadata): void }).sendMetadata(md);
+      return Buffer.from(text);
+    });
+    try {
+      const headers = await new Promise<Metadata>((resolve, reject) => {
+        const call = s.client.echo(Buffer.from('hi'), new Metadata(), {}, (err) => err && reject(err));
+        (call as unknown as NodeJS.EventEmitter).once('metadata', resolve);
+      });
+      expect(headers.get('x-queue-ms')).toEqual(['1.5']);
+    } finally {
+      await s.close();
+    }
+  });
   it('answers a handler’s error with its status, message and trailers', async () => {
     const s = await serve(async (text) => {
       if (text === 'busy') throw new ResourceExhaustedError('node queue full', { retryElsewhere: true });

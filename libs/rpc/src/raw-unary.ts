@@ -17,7 +17,7 @@ export interface RawUnaryRoute<Req> {
   /** Decodes the request message; a throw answers INTERNAL, as grpc-js does for a message it cannot parse. */
   decode(bytes: Buffer): Req;
   /** Answers the call with the encoded response message; a rejection answers through {@link toServerError}. */
-  handle(request: Req, call: ServerSurfaceCall): Promise<Buffer>;
+  handle(request: Req, call: ServerSurfaceCall & Pick<RawUnaryCall<Req>, 'sendMetadata'>): Promise<Buffer>;
   /** Run on each call as on grpc-js's calls (request ids, logs, metrics, admission). @default none */
   observers?: readonly CallObserver[];
 }
@@ -74,6 +74,8 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   private expected = -1;
   private finished = false;
   private timer?: NodeJS.Timeout;
+  /** Headers the handler added with {@link sendMetadata}, sent with the answer's (or the status's) headers. */
+  private extraHeaders?: Record<string, string | string[]>;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -111,6 +113,15 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
 
   getDeadline(): number {
     return this.deadline;
+  }
+
+  /**
+   * Response metadata for the answer's headers. They go out with the answer or the status (a raw call sends one
+   * header block), not at once as grpc-js's sendMetadata does; metadata given after that is dropped, as there.
+   */
+  sendMetadata(metadata: Metadata): void {
+    if (this.finished || this.stream.headersSent) return;
+    this.extraHeaders = { ...this.extraHeaders, ...(metadata.toHttp2Headers() as Record<string, string | string[]>) };
   }
 
   getPeer(): string {
@@ -187,7 +198,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     const prefix = Buffer.allocUnsafe(5);
     prefix[0] = 0;
     prefix.writeUInt32BE(bytes.length, 1);
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.respond(this.extraHeaders ? { ...this.extraHeaders, ...RESPONSE_HEADERS } : RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
     if (bytes.length < JOIN_BELOW_BYTES) {
       stream.end(Buffer.concat([prefix, bytes], bytes.length + 5));
@@ -209,7 +220,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   private respondStatus(outcome: { code: number; details: string; metadata?: Metadata | null }): void {
     if (this.stream.destroyed || this.stream.headersSent) return;
     const extra = outcome.metadata ? outcome.metadata.toHttp2Headers() : {};
-    this.stream.respond({ ...RESPONSE_HEADERS, ...extra, 'grpc-status': String(outcome.code), 'grpc-message': encodeURI(outcome.details) }, { endStream: true });
+    this.stream.respond({ ...this.extraHeaders, ...RESPONSE_HEADERS, ...extra, 'grpc-status': String(outcome.code), 'grpc-message': encodeURI(outcome.details) }, { endStream: true });
   }
 
   /** Marks the call finished and tells the observers how it ended. */
