@@ -45,6 +45,12 @@ export const inferenceConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Whether idle onnxruntime intra-op threads spin (on: lowest latency on dedicated cores; off: they yield the CPU to the gRPC and other processes sharing the cores).',
   },
+  adaptiveBatching: {
+    env: 'INFERENCE_ADAPTIVE_BATCHING',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'on: each batching version times its runs by size and caps batches at the size that runs fastest per row (never above max_batch_size; some models run slower per row in larger batches); off: batches fill up to max_batch_size.',
+  },
   sessionThreadMinBytes: {
     env: 'INFERENCE_SESSION_THREAD_MIN_BYTES',
     default: 1024 * 1024,

@@ -30,3 +30,32 @@ describe('DynamicBatcher queue wait', () => {
     expect(waits[2]).toBeGreaterThanOrEqual(50);
   });
 });
+
+describe('DynamicBatcher adaptive batch size', () => {
+  // A model that runs slower per row in batches: 2 ms alone, 5 ms per row stacked.
+  const slowerStacked = (sizes: number[]) => (inputs: Tensor[]) => {
+    const rows = inputs[0].shape[0];
+    sizes.push(rows);
+    return new Promise<Tensor[]>((resolve) => setTimeout(() => resolve(inputs), rows === 1 ? 2 : rows * 5));
+  };
+  const options = { batching: true, maxBatchSize: 4, maxQueueDelayMicros: 0, maxQueueSize: 1000, concurrency: 1 };
+
+  it('stops stacking requests of a version that runs slower per row in batches', async () => {
+    const sizes: number[] = [];
+    const batcher = new DynamicBatcher(slowerStacked(sizes), { ...options, adaptiveSize: true });
+    for (let i = 0; i < 3; i++) await batcher.submit(row(), ['x']); // alone, under light load
+    await Promise.all(Array.from({ length: 40 }, () => batcher.submit(row(), ['x'])));
+    // Fours and pairs are each measured, found slower per row, and dropped: the rest of the burst runs one by one.
+    expect(sizes.slice(3, 6)).toEqual([1, 4, 4]);
+    expect(batcher.batchLimit).toBe(1);
+    expect(sizes.slice(-10)).toEqual(Array(10).fill(1));
+  });
+
+  it('fills batches to max_batch_size when not adaptive', async () => {
+    const sizes: number[] = [];
+    const batcher = new DynamicBatcher(slowerStacked(sizes), options);
+    await Promise.all(Array.from({ length: 41 }, () => batcher.submit(row(), ['x'])));
+    expect(sizes).toEqual([1, ...Array(10).fill(4)]);
+    expect(batcher.batchLimit).toBe(4);
+  });
+});

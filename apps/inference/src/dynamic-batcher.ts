@@ -1,6 +1,7 @@
 import type { Tensor } from '@maas/proto';
 import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from '@maas/rpc';
 import { batchKey, concatInputs, rowsOf, splitOutputs } from '@maas/tensor';
+import { BatchSizer } from './batch-sizer';
 
 /** Runs one (possibly stacked) request against a session. */
 export type BatchRunner = (inputs: Tensor[], outputNames: string[]) => Promise<Tensor[]>;
@@ -17,6 +18,8 @@ export interface BatcherOptions {
   maxQueueSize: number;
   /** Runs in parallel on the session. @default 1 */
   concurrency: number;
+  /** Cap batches at the size measured fastest per row, up to maxBatchSize (see {@link BatchSizer}). @default false */
+  adaptiveSize?: boolean;
 }
 
 /** How a request is submitted: its cancellation, deadline (epoch ms), and who hears when it starts running. */
@@ -72,12 +75,21 @@ export class DynamicBatcher {
   /** Observed run time per row, in ms (moving average); 0 until the first run. */
   private msPerRow = 0;
   private closed = false;
+  /** Learns the batch size that runs fastest per row, when adaptive. */
+  readonly sizer?: BatchSizer;
 
   constructor(
     private readonly run: BatchRunner,
     private readonly options: BatcherOptions,
     private readonly onBatch: (event: BatchEvent) => void = () => undefined,
-  ) {}
+  ) {
+    if (options.batching && options.adaptiveSize && options.maxBatchSize > 1) this.sizer = new BatchSizer({ maxRows: options.maxBatchSize });
+  }
+
+  /** Most rows a batch carries now: max_batch_size, or the learned cap under it. */
+  get batchLimit(): number {
+    return this.sizer?.cap ?? this.options.maxBatchSize;
+  }
 
   /** Requests waiting to run. */
   get queueDepth(): number {
@@ -149,7 +161,7 @@ export class DynamicBatcher {
       this.queuedRows += request.rows;
       // A caller that gives up leaves the queue at once, so it never runs and never holds a slot.
       opts.signal?.addEventListener('abort', () => this.withdraw(key, request), { once: true });
-      if (group.rows >= this.options.maxBatchSize) group.due = true;
+      if (group.rows >= this.batchLimit) group.due = true;
       this.dispatch();
     });
   }
@@ -195,10 +207,11 @@ export class DynamicBatcher {
     }
   }
 
-  /** Takes up to maxBatchSize rows from the group, dropping cancelled or expired requests. */
+  /** Takes up to the batch limit's rows from the group, dropping cancelled or expired requests. */
   private take(group: Group): Pending[] {
     const batch: Pending[] = [];
     let rows = 0;
+    const limit = this.sizer?.nextLimit() ?? this.options.maxBatchSize;
     const now = Date.now();
     while (group.requests.length > 0) {
       const next = group.requests[0];
@@ -214,7 +227,7 @@ export class DynamicBatcher {
         );
         continue;
       }
-      if (batch.length > 0 && rows + next.rows > this.options.maxBatchSize) break;
+      if (batch.length > 0 && rows + next.rows > limit) break;
       group.requests.shift();
       group.rows -= next.rows;
       this.queued -= 1;
@@ -235,6 +248,8 @@ export class DynamicBatcher {
     try {
       const outputs = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));
+      // Stacking and splitting count: they are part of what a batch of this size costs.
+      this.sizer?.record(rows, performance.now() - started);
       batch.forEach((r, i) => r.resolve(parts[i]));
     } catch (err) {
       for (const r of batch) r.reject(err);

@@ -46,6 +46,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     memoryBudgetBytes: config.memoryBudgetBytes,
     intraOpThreads: config.intraOpThreads,
     intraOpSpinning: config.intraOpSpinning === 'on',
+    adaptiveBatching: config.adaptiveBatching === 'on',
     sessionThreadMinBytes: config.sessionThreadMinBytes,
     interOpThreads: config.interOpThreads,
     logger,

@@ -70,4 +70,14 @@ export function registerInferenceMetrics(registry: Registry, manager: ModelManag
       for (const m of manager.list()) this.set({ model: m.version.model, version: String(m.version.version) }, m.batcher.queueDepth);
     },
   });
+  new Gauge({
+    name: 'maas_inference_batch_limit_rows',
+    help: 'Most rows a batch of each loaded version carries now: max_batch_size, or the size adaptive batching measured fastest per row',
+    labelNames: ['model', 'version'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of manager.list()) this.set({ model: m.version.model, version: String(m.version.version) }, m.batcher.batchLimit);
+    },
+  });
 }

@@ -13,6 +13,8 @@ export interface SessionSettings {
   intraOpSpinning?: boolean;
   /** Versions whose artifact has at least this many bytes run on a session thread of their own. @default 1 MiB */
   sessionThreadMinBytes?: number;
+  /** Batches are capped at the size that runs fastest per row, as measured (see batch-sizer.ts). @default true */
+  adaptiveBatching?: boolean;
 }
 
 /**
@@ -36,6 +38,7 @@ export class LoadedModel {
     readonly version: ModelVersion,
     private readonly session: SessionRunner,
     onBatch: (event: BatchEvent) => void,
+    adaptiveBatching: boolean,
   ) {
     const runtime = version.runtime;
     this.batching = isBatchable(version.inputs, version.outputs) && (runtime?.maxBatchSize ?? 0) > 1;
@@ -46,6 +49,7 @@ export class LoadedModel {
         maxBatchSize: runtime?.maxBatchSize || 1,
         maxQueueDelayMicros: runtime?.maxQueueDelayMicros ?? 0,
         maxQueueSize: runtime?.maxQueueSize || 1024,
+        adaptiveSize: adaptiveBatching,
         // One batch in flight per session instance.
         concurrency: session.instances,
       },
@@ -69,7 +73,7 @@ export class LoadedModel {
     // instance_count sessions, each with its own copy of the weights and its own intra-op threads.
     const instances = Math.max(1, version.runtime?.instanceCount ?? 1);
     const session = await openSession(path, options, { thread, instances });
-    return new LoadedModel(version, session, onBatch);
+    return new LoadedModel(version, session, onBatch, settings.adaptiveBatching ?? true);
   }
 
   /** Where this version's runs happen. */
