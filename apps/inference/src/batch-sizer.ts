@@ -19,10 +19,13 @@ interface SizeStats {
 /**
  * Learns how many rows a version's runs should carry. A larger batch is not
  * always cheaper per row: a tiny MLP runs 64 rows in little more than the time
- * of one, but PP-OCRv4 rec on one intra-op thread costs 25.8 ms of CPU per row
- * alone, 38.8 in pairs and 32.6 in fours (raw onnxruntime on this project's
- * 2-core machine), so stacking its requests up to max_batch_size 4 made the
- * node slower than not batching. The sizer times every run by size class
+ * of one, but PP-OCRv4 rec on one intra-op thread costs 27.3 ms of CPU per row
+ * alone, 31.6 in pairs, 33.8 in fours and 35.8 in eights (raw onnxruntime,
+ * one session running alone on this project's 2-core machine), so stacking its requests up to max_batch_size 4 made the
+ * node slower than not batching. The sizer times every run (its session
+ * thread's CPU time where that can be read: wall time also counts whatever
+ * else held the cores meanwhile, which blurred a 16 % difference between
+ * singles and pairs beyond telling on 2 shared cores) by size class
  * (powers of two up to max_batch_size, and max_batch_size itself) and caps
  * batches at the size with the lowest time per row, or beyond it as far as no
  * larger class has been measured slower (classes never reached under light

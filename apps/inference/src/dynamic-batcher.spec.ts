@@ -7,7 +7,7 @@ const row = (): Tensor[] => [{ name: 'x', dtype: DataType.DATA_TYPE_FLOAT32, sha
 describe('DynamicBatcher admission', () => {
   it('refuses at once, for another node to take, a request the queue cannot reach before its deadline', async () => {
     // One run at a time, 40 ms each.
-    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve(inputs), 40)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
+    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve({ outputs: inputs }), 40)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
     await batcher.submit(row(), ['x']); // learns the run time
     const queued = Array.from({ length: 4 }, () => batcher.submit(row(), ['x'], { deadline: Date.now() + 60_000 }));
     expect(batcher.estimateFinishMs(1)).toBeGreaterThan(150); // 5 runs of ~40 ms ahead of a new one
@@ -21,7 +21,7 @@ describe('DynamicBatcher admission', () => {
 
 describe('DynamicBatcher queue wait', () => {
   it('tells each request, as its run begins, how long it waited behind the runs ahead of it', async () => {
-    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve(inputs), 30)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
+    const batcher = new DynamicBatcher((inputs) => new Promise((resolve) => setTimeout(() => resolve({ outputs: inputs }), 30)), { batching: false, maxBatchSize: 1, maxQueueDelayMicros: 0, maxQueueSize: 100, concurrency: 1 });
     const waits: number[] = [];
     await Promise.all(Array.from({ length: 3 }, () => batcher.submit(row(), ['x'], { onRun: (ms) => waits.push(ms) })));
     expect(waits).toHaveLength(3);
@@ -36,7 +36,7 @@ describe('DynamicBatcher adaptive batch size', () => {
   const slowerStacked = (sizes: number[]) => (inputs: Tensor[]) => {
     const rows = inputs[0].shape[0];
     sizes.push(rows);
-    return new Promise<Tensor[]>((resolve) => setTimeout(() => resolve(inputs), rows === 1 ? 2 : rows * 5));
+    return new Promise<{ outputs: Tensor[] }>((resolve) => setTimeout(() => resolve({ outputs: inputs }), rows === 1 ? 2 : rows * 5));
   };
   const options = { batching: true, maxBatchSize: 4, maxQueueDelayMicros: 0, maxQueueSize: 1000, concurrency: 1 };
 

@@ -3,8 +3,8 @@ import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from '@
 import { batchKey, concatInputs, rowsOf, splitOutputs } from '@maas/tensor';
 import { BatchSizer } from './batch-sizer';
 
-/** Runs one (possibly stacked) request against a session. */
-export type BatchRunner = (inputs: Tensor[], outputNames: string[]) => Promise<Tensor[]>;
+/** Runs one (possibly stacked) request against a session: its outputs, and its CPU ms where the session measured it. */
+export type BatchRunner = (inputs: Tensor[], outputNames: string[]) => Promise<{ outputs: Tensor[]; cpuMs?: number }>;
 
 /** Options of {@link DynamicBatcher}. */
 export interface BatcherOptions {
@@ -246,10 +246,11 @@ export class DynamicBatcher {
     this.runningRows += rows;
     for (const r of batch) r.onRun?.(started - r.enqueued);
     try {
-      const outputs = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
+      const { outputs, cpuMs } = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));
-      // Stacking and splitting count: they are part of what a batch of this size costs.
-      this.sizer?.record(rows, performance.now() - started);
+      // The run's CPU time where its session thread measured it (wall time counts whatever else held the
+      // cores meanwhile); else its wall time, stacking and splitting included.
+      this.sizer?.record(rows, cpuMs ?? performance.now() - started);
       batch.forEach((r, i) => r.resolve(parts[i]));
     } catch (err) {
       for (const r of batch) r.reject(err);

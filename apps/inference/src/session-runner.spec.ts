@@ -48,19 +48,22 @@ describe('openSession', () => {
     expect(runner.busy()).toEqual([2, 1, 1]);
     const answers = await Promise.all(runs);
     expect(runner.busy()).toEqual([0, 0, 0]);
-    for (const [i, values] of inputs.entries()) expect(floats(answers[i][0])).toEqual(await expected(values));
+    for (const [i, values] of inputs.entries()) expect(floats(answers[i].outputs[0])).toEqual(await expected(values));
   });
 
   it('keeps a single instance on the event loop thread unless asked for a thread', async () => {
     runner = await openSession(path, options, { thread: false });
     expect(runner).toMatchObject({ where: 'main', instances: 1 });
     const values = seededFloats(4, 9);
-    expect(floats((await runner.run([input(values)], ['output']))[0])).toEqual(await expected(values));
+    expect(floats((await runner.run([input(values)], ['output'])).outputs[0])).toEqual(await expected(values));
 
     await runner.release();
     runner = await openSession(path, options, { thread: true });
     expect(runner).toMatchObject({ where: 'thread', instances: 1 });
-    expect(floats((await runner.run([input(values)], ['output']))[0])).toEqual(await expected(values));
+    const answer = await runner.run([input(values)], ['output']);
+    expect(floats(answer.outputs[0])).toEqual(await expected(values));
+    // A session thread says what CPU time its run took (Linux's per-thread schedstat), for adaptive batching.
+    if (process.platform === 'linux') expect(answer.cpuMs).toBeGreaterThan(0);
   });
 
   it('fails to open several instances of an artifact that is not a model', async () => {

@@ -13,8 +13,15 @@ export interface SessionRunner {
   readonly instances: number;
   /** Runs in progress on each instance, in instance order. */
   busy(): number[];
-  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]>;
+  run(inputs: Tensor[], outputNames: string[]): Promise<RunOutput>;
   release(): Promise<void>;
+}
+
+/** A run's outputs, and the CPU time it took where the session's thread could measure it. */
+export interface RunOutput {
+  outputs: Tensor[];
+  /** CPU ms of the session thread over the run (session threads on Linux); undefined elsewhere. */
+  cpuMs?: number;
 }
 
 type SessionOptions = InferenceSession.SessionOptions;
@@ -34,12 +41,12 @@ class MainThreadSession implements SessionRunner {
     return [this.running];
   }
 
-  async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+  async run(inputs: Tensor[], outputNames: string[]): Promise<RunOutput> {
     const feeds = Object.fromEntries(inputs.map((t) => [t.name, toOrtTensor(t)]));
     this.running += 1;
     try {
       const results = await this.session.run(feeds, outputNames);
-      return outputNames.map((name) => fromOrtTensor(name, results[name]));
+      return { outputs: outputNames.map((name) => fromOrtTensor(name, results[name])) };
     } finally {
       this.running -= 1;
     }
@@ -61,7 +68,7 @@ interface Packed {
 type FromThread =
   | { kind: 'ready' }
   | { kind: 'failed'; message: string }
-  | { kind: 'result'; id: number; outputs: Packed[] }
+  | { kind: 'result'; id: number; outputs: Packed[]; cpuMs?: number }
   | { kind: 'error'; id: number; message: string }
   | { kind: 'released' };
 
@@ -73,7 +80,7 @@ type FromThread =
 class ThreadSession implements SessionRunner {
   readonly where = 'thread' as const;
   readonly instances = 1;
-  private readonly pending = new Map<number, { resolve(outputs: Tensor[]): void; reject(err: unknown): void }>();
+  private readonly pending = new Map<number, { resolve(output: RunOutput): void; reject(err: unknown): void }>();
   private nextId = 1;
   private gone?: Error;
 
@@ -84,7 +91,7 @@ class ThreadSession implements SessionRunner {
       if (!waiter) return;
       this.pending.delete(message.id);
       if (message.kind === 'error') waiter.reject(new Error(message.message));
-      else waiter.resolve(message.outputs.map((t) => fromOrtTensor(t.name, new OrtTensor(t.type, t.data as never, t.dims))));
+      else waiter.resolve({ outputs: message.outputs.map((t) => fromOrtTensor(t.name, new OrtTensor(t.type, t.data as never, t.dims))), cpuMs: message.cpuMs });
     });
     const fail = (why: string) => {
       this.gone = new UnavailableError(`the session thread of this model version stopped (${why}); retry on another node`);
@@ -120,7 +127,7 @@ class ThreadSession implements SessionRunner {
     return [this.inFlight];
   }
 
-  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+  run(inputs: Tensor[], outputNames: string[]): Promise<RunOutput> {
     if (this.gone) return Promise.reject(this.gone);
     const transfer: ArrayBuffer[] = [];
     const feeds: Packed[] = inputs.map((t) => {
@@ -132,7 +139,7 @@ class ThreadSession implements SessionRunner {
       return { name: t.name, type: ort.type, dims: ort.dims, data };
     });
     const id = this.nextId++;
-    return new Promise<Tensor[]>((resolve, reject) => {
+    return new Promise<RunOutput>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ kind: 'run', id, feeds, outputNames }, transfer);
     });
@@ -169,7 +176,7 @@ class SessionPool implements SessionRunner {
     return this.sessions.map((s) => s.inFlight);
   }
 
-  run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+  run(inputs: Tensor[], outputNames: string[]): Promise<RunOutput> {
     let pick = this.sessions[0];
     for (const s of this.sessions) if (s.inFlight < pick.inFlight) pick = s;
     return pick.run(inputs, outputNames);

@@ -2,8 +2,21 @@
 // InferenceSession and runs it off the node's event loop, so the node keeps
 // reading and answering requests while a long run is in progress. Plain
 // CommonJS, so it loads the same under tsx, jest and plain node.
+const { readFileSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require('onnxruntime-node');
+
+/**
+ * CPU time this thread has run, in ns (Linux's /proc/thread-self/schedstat); NaN where it cannot be read.
+ * A run's CPU time, unlike its wall time, does not count the time other threads and processes held the cores.
+ */
+function threadCpuNs() {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ', 1)[0]);
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /**
  * A tensor as it crosses the thread boundary: numeric data travels as a transferred typed array.
@@ -20,12 +33,12 @@ function pack(name, tensor, transfer, copy) {
 }
 
 /** Posts a run's outputs, moving their buffers; copies them if a buffer turns out not to be transferable. */
-function postResult(id, outputNames, results) {
+function postResult(id, outputNames, results, cpuMs) {
   for (const copy of [false, true]) {
     const transfer = [];
     const outputs = outputNames.map((name) => pack(name, results[name], transfer, copy));
     try {
-      parentPort.postMessage({ kind: 'result', id, outputs }, transfer);
+      parentPort.postMessage({ kind: 'result', id, outputs, cpuMs }, transfer);
       return;
     } catch (err) {
       if (copy || !(err && err.name === 'DataCloneError')) throw err;
@@ -51,8 +64,10 @@ async function main() {
     try {
       const feeds = {};
       for (const t of message.feeds) feeds[t.name] = new ort.Tensor(t.type, t.data, t.dims);
+      const before = threadCpuNs();
       const results = await session.run(feeds, message.outputNames);
-      postResult(message.id, message.outputNames, results);
+      const cpuMs = (threadCpuNs() - before) / 1e6;
+      postResult(message.id, message.outputNames, results, Number.isFinite(cpuMs) && cpuMs > 0 ? cpuMs : undefined);
     } catch (err) {
       parentPort.postMessage({ kind: 'error', id: message.id, message: String(err && err.message ? err.message : err) });
     }
