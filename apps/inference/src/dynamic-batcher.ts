@@ -6,6 +6,9 @@ import { BatchSizer } from './batch-sizer';
 /** Runs one (possibly stacked) request against a session: its outputs, and its CPU ms where the session measured it. */
 export type BatchRunner = (inputs: Tensor[], outputNames: string[]) => Promise<{ outputs: Tensor[]; cpuMs?: number }>;
 
+/** Runs at least this long (wall) are measured by their CPU time where the session gives it; see session-thread.cjs. */
+const CPU_TIMED_MIN_MS = 10;
+
 /** Options of {@link DynamicBatcher}. */
 export interface BatcherOptions {
   /** Stack requests at all (the model must have dynamic first dims). */
@@ -249,8 +252,10 @@ export class DynamicBatcher {
       const { outputs, cpuMs } = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));
       // The run's CPU time where its session thread measured it (wall time counts whatever else held the
-      // cores meanwhile); else its wall time, stacking and splitting included.
-      this.sizer?.record(rows, cpuMs ?? performance.now() - started);
+      // cores meanwhile), for runs long enough that the kernel's tick-grained figure means something;
+      // else its wall time, stacking and splitting included.
+      const wallMs = performance.now() - started;
+      this.sizer?.record(rows, cpuMs !== undefined && wallMs >= CPU_TIMED_MIN_MS ? cpuMs : wallMs);
       batch.forEach((r, i) => r.resolve(parts[i]));
     } catch (err) {
       for (const r of batch) r.reject(err);

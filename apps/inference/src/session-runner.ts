@@ -20,7 +20,7 @@ export interface SessionRunner {
 /** A run's outputs, and the CPU time it took where the session's thread could measure it. */
 export interface RunOutput {
   outputs: Tensor[];
-  /** CPU ms of the session thread over the run (session threads on Linux); undefined elsewhere. */
+  /** CPU ms of the session thread over the run (session threads on Linux, tick-grained: a short run may read 0); undefined elsewhere. */
   cpuMs?: number;
 }
 

@@ -9,6 +9,8 @@ const ort = require('onnxruntime-node');
 /**
  * CPU time this thread has run, in ns (Linux's /proc/thread-self/schedstat); NaN where it cannot be read.
  * A run's CPU time, unlike its wall time, does not count the time other threads and processes held the cores.
+ * The kernel brings the figure up to date at scheduler ticks and switches, not at every read, so a run
+ * shorter than a tick may read as 0 (the batcher then goes by wall time).
  */
 function threadCpuNs() {
   try {
@@ -67,7 +69,7 @@ async function main() {
       const before = threadCpuNs();
       const results = await session.run(feeds, message.outputNames);
       const cpuMs = (threadCpuNs() - before) / 1e6;
-      postResult(message.id, message.outputNames, results, Number.isFinite(cpuMs) && cpuMs > 0 ? cpuMs : undefined);
+      postResult(message.id, message.outputNames, results, Number.isFinite(cpuMs) && cpuMs >= 0 ? cpuMs : undefined);
     } catch (err) {
       parentPort.postMessage({ kind: 'error', id: message.id, message: String(err && err.message ? err.message : err) });
     }
