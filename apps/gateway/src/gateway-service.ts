@@ -11,7 +11,7 @@ import {
   type PredictResponse,
 } from '@maas/proto';
 import { REQUEST_ID_HEADER } from '@maas/observability';
-import { callDeadlineMs, callSignal, callUnary, unary, UnavailableError, validateModelName, type CallObserver, type RawUnaryRoute, type ServerSurfaceCall } from '@maas/rpc';
+import { callCancellation, callDeadlineMs, callUnary, unary, UnavailableError, validateModelName, type CallObserver, type RawUnaryRoute, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
 import type { NodePool } from '@maas/inference-client';
@@ -26,7 +26,7 @@ export function contextOf(call: ServerSurfaceCall): CallContext {
   const metadata = new Metadata();
   const id = call.metadata.get(REQUEST_ID_HEADER)[0];
   if (id !== undefined) metadata.set(REQUEST_ID_HEADER, id);
-  return { deadline: callDeadlineMs(call), signal: callSignal(call), metadata };
+  return { deadline: callDeadlineMs(call), signal: callCancellation(call), metadata };
 }
 
 /**

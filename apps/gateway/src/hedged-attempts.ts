@@ -1,4 +1,4 @@
-import { CancelledError } from '@maas/rpc';
+import { Cancellation, CancelledError, type CancelSignal } from '@maas/rpc';
 import type { NodeHandle } from '@maas/inference-client';
 
 /** What {@link runAttempts} needs to send one request to its candidate nodes. */
@@ -6,9 +6,9 @@ export interface AttemptPlan<T> {
   /** Nodes in the order they may be tried. */
   candidates: NodeHandle[];
   /** Sends the request to one node; `signal` cancels that attempt. */
-  send(node: NodeHandle, signal: AbortSignal): Promise<T>;
+  send(node: NodeHandle, signal: CancelSignal): Promise<T>;
   /** The caller's cancellation. */
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** After this long without an answer, a copy goes to the next candidate (when {@link mayHedge} agrees). */
   lateAfterMs: number;
   /** A node silent this long with calls outstanding is stuck: {@link onStuck}, and its calls are hedged at once. */
@@ -49,7 +49,7 @@ export function silentForMs(node: NodeHandle, now = Date.now()): number {
  */
 export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const active = new Map<NodeHandle, AbortController>();
+    const active = new Map<NodeHandle, Cancellation>();
     let next = 0;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
@@ -83,7 +83,7 @@ export function runAttempts<T>(plan: AttemptPlan<T>): Promise<T> {
     };
 
     const start = (node: NodeHandle) => {
-      const control = new AbortController();
+      const control = new Cancellation();
       active.set(node, control);
       node.inFlight += 1;
       const load = node.inFlight;

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { DataType, decodePredictResponse, encodePredictResponse, type PredictRequest, type Tensor } from '@maas/proto';
+import type { CancelSignal } from '@maas/rpc';
 import { PredictCoalescer, type NodeAnswer, type SendToNode } from './predict-coalescer';
 import type { CallContext } from './predict-router';
 
@@ -18,7 +19,7 @@ const ctx = (signal = new AbortController().signal): CallContext => ({ deadline:
 /** A node running an identity model: the answer's output `y` is the request's first input. */
 function identityNode(behaviour: { fail?: status; dropBatchDim?: boolean } = {}) {
   const sent: PredictRequest[] = [];
-  const signals: AbortSignal[] = [];
+  const signals: CancelSignal[] = [];
   let release: () => void = () => undefined;
   let hold = false;
   const send: SendToNode = async (req, c) => {

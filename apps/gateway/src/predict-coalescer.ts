@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { decodePredictResponse, encodePredictResponse, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { CancelledError, statusOf } from '@maas/rpc';
+import { Cancellation, CancelledError, statusOf } from '@maas/rpc';
 import { batchKey, concatInputs, splitOutputs } from '@maas/tensor';
 import type { CallContext } from './predict-router';
 
@@ -218,7 +218,7 @@ export class PredictCoalescer {
       return;
     }
     // The stacked call lives while any member still waits for it; a member that gives up leaves at once.
-    const control = new AbortController();
+    const control = new Cancellation();
     let waiting = members.length;
     const leave = (m: Member) => {
       m.reject(new CancelledError('the caller cancelled the call'));

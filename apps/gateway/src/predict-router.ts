@@ -15,6 +15,7 @@ import {
   validateModelName,
   type ModelRef,
   type UnaryMethod,
+  type CancelSignal,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from '@maas/inference-client';
@@ -87,7 +88,7 @@ function validateRef(request: ModelRef): void {
 export interface CallContext {
   /** Epoch ms; Infinity when the caller set none. */
   deadline: number;
-  signal: AbortSignal;
+  signal: CancelSignal;
   /** Metadata forwarded to the node (request id). */
   metadata?: Metadata;
 }

@@ -1,5 +1,5 @@
 import type { Tensor } from '@maas/proto';
-import { CancelledError, DeadlineExceededError, ResourceExhaustedError } from '@maas/rpc';
+import { CancelledError, DeadlineExceededError, ResourceExhaustedError, type CancelSignal } from '@maas/rpc';
 import { batchKey, concatInputs, rowsOf, splitOutputs } from '@maas/tensor';
 import { BatchSizer } from './batch-sizer';
 
@@ -27,7 +27,7 @@ export interface BatcherOptions {
 
 /** How a request is submitted: its cancellation, deadline (epoch ms), and who hears when it starts running. */
 export interface SubmitOptions {
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   deadline?: number;
   /** Called as the request's run begins, with how long it waited in the queue, in ms. */
   onRun?: (queueMs: number) => void;
@@ -48,7 +48,7 @@ interface Pending {
   rows: number;
   enqueued: number;
   deadline: number;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   onRun?: (queueMs: number) => void;
   resolve(outputs: Tensor[]): void;
   reject(err: unknown): void;

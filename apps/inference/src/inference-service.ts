@@ -13,7 +13,7 @@ import {
 } from '@maas/proto';
 import {
   callDeadlineMs,
-  callSignal,
+  callCancellation,
   formatModelRef,
   InvalidArgumentError,
   MAX_MESSAGE_BYTES,
@@ -108,7 +108,7 @@ export class InferenceService {
     let queueMs = 0;
     let runStarted = 0;
     const outputs = await loaded.predict(req.inputs, outputNames, {
-      signal: callSignal(call),
+      signal: callCancellation(call),
       deadline: callDeadlineMs(call),
       onRun: (ms) => {
         queueMs = ms;

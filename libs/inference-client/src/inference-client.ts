@@ -1,7 +1,7 @@
 import { status, type ChannelCredentials, type Metadata } from '@grpc/grpc-js';
 import { createDiscovery, rankNodes, SERVICE_INFERENCE, type Discovery } from '@maas/discovery';
 import type { PredictRequest, PredictResponse } from '@maas/proto';
-import { callUnary, DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError } from '@maas/rpc';
+import { callUnary, DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError, type CancelSignal } from '@maas/rpc';
 import { NodePool, type NodeHandle } from './node-pool';
 
 /** Options of {@link InferenceClient}. */
@@ -30,7 +30,7 @@ export interface PredictOptions {
   timeoutMs?: number;
   /** Absolute deadline (epoch ms); wins over timeoutMs. */
   deadlineMs?: number;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   metadata?: Metadata;
 }
 

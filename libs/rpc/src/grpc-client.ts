@@ -8,6 +8,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
+import type { CancelSignal } from './cancellation';
 
 /** A generated client's unary method in its fullest overload. */
 export type UnaryMethod<Req, Res> = (
@@ -25,7 +26,7 @@ export interface CallOpts {
   timeoutMs?: number;
   metadata?: Metadata;
   /** Cancels the call when aborted. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 /** Translates {@link CallOpts} into grpc-js call options. */

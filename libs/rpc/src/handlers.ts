@@ -8,6 +8,7 @@ import type {
   ServerUnaryCall,
   ServerWritableStream,
 } from '@grpc/grpc-js';
+import { Cancellation, type CancelSignal } from './cancellation';
 import { CancelledError } from './errors';
 import { toServerError } from './status-mapper';
 
@@ -76,12 +77,23 @@ export function serverStreaming<Req, Res>(
  */
 const CALL_ENDED = new CancelledError('the call was cancelled by the client, or has ended');
 
-/** An AbortSignal that fires when the caller cancels or its deadline passes (and, harmlessly, once the call has ended). */
+/**
+ * An AbortSignal that fires when the caller cancels or its deadline passes (and, harmlessly, once the call has
+ * ended), for what needs a real one (`events.once`, streams); calls themselves take {@link callCancellation}.
+ */
 export function callSignal(call: ServerSurfaceCall): AbortSignal {
   const controller = new AbortController();
   if (call.cancelled) controller.abort(CALL_ENDED);
   else call.once('cancelled', () => controller.abort(CALL_ENDED));
   return controller.signal;
+}
+
+/** {@link callSignal} as a {@link Cancellation}: what a call's hot path hands on to the calls it makes. */
+export function callCancellation(call: ServerSurfaceCall): CancelSignal {
+  const cancellation = new Cancellation();
+  if (call.cancelled) cancellation.abort(CALL_ENDED);
+  else call.once('cancelled', () => cancellation.abort(CALL_ENDED));
+  return cancellation;
 }
 
 /** The caller's deadline as epoch milliseconds, or Infinity when none was set. */

@@ -1,5 +1,6 @@
 export * from './errors';
 export * from './status-mapper';
+export * from './cancellation';
 export * from './handlers';
 export * from './call-observer';
 export * from './raw-unary';
