@@ -26,7 +26,8 @@ export class Cancellation implements CancelSignal {
     return this;
   }
 
-  addEventListener(_type: 'abort', listener: () => void): void {
+  /** Listeners run once whatever `options` say, as `{ once: true }` listeners of an AbortSignal do. */
+  addEventListener(_type: 'abort', listener: () => void, _options?: { once?: boolean }): void {
     if (!this.aborted) this.listeners.push(listener);
   }
 
