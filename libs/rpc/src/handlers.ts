@@ -83,17 +83,21 @@ const CALL_ENDED = new CancelledError('the call was cancelled by the client, or 
  */
 export function callSignal(call: ServerSurfaceCall): AbortSignal {
   const controller = new AbortController();
-  if (call.cancelled) controller.abort(CALL_ENDED);
-  else call.once('cancelled', () => controller.abort(CALL_ENDED));
+  whenCallEnds(call, (reason) => controller.abort(reason));
   return controller.signal;
 }
 
 /** {@link callSignal} as a {@link Cancellation}: what a call's hot path hands on to the calls it makes. */
 export function callCancellation(call: ServerSurfaceCall): CancelSignal {
   const cancellation = new Cancellation();
-  if (call.cancelled) cancellation.abort(CALL_ENDED);
-  else call.once('cancelled', () => cancellation.abort(CALL_ENDED));
+  whenCallEnds(call, (reason) => cancellation.abort(reason));
   return cancellation;
+}
+
+/** Calls `abort` once the call is cancelled or has ended: at once if it already has. */
+function whenCallEnds(call: ServerSurfaceCall, abort: (reason: CancelledError) => void): void {
+  if (call.cancelled) abort(CALL_ENDED);
+  else call.once('cancelled', () => abort(CALL_ENDED));
 }
 
 /** The caller's deadline as epoch milliseconds, or Infinity when none was set. */
