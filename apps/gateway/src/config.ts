@@ -52,6 +52,12 @@ export const gatewayConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Predict served on the HTTP/2 stream directly (request bytes in, the node’s answer bytes out) instead of through grpc-js’s call layers; off serves it through grpc-js like every other method. Compressed requests always go through grpc-js.',
   },
+  rawNodeClient: {
+    env: 'GATEWAY_RAW_NODE_CLIENT',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'Predicts sent to inference nodes on a plain node:http2 connection per node (headers, message and end of stream in one write; the answer’s bytes passed through) instead of through grpc-js’s call layers; off sends them through grpc-js. Over TLS (TLS_CA_FILE set) they always go through grpc-js.',
+  },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {
     env: 'GATEWAY_DEFAULT_TIMEOUT_MS',

@@ -119,7 +119,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.auth === 'off') logger.warn('API-key auth is OFF (GATEWAY_AUTH=off): every caller may predict and change models; use only on loopback');
   else if (keys.length === 0) logger.warn('API-key auth is on but no keys are configured: every call will be refused with UNAUTHENTICATED');
 
-  const pool = new NodePool(discovery, { maxMessageBytes: config.maxMessageBytes, credentials: internalCredentials, emptyGraceMs: config.emptyDiscoveryGraceMs, logger });
+  const pool = new NodePool(discovery, {
+    maxMessageBytes: config.maxMessageBytes,
+    credentials: internalCredentials,
+    emptyGraceMs: config.emptyDiscoveryGraceMs,
+    rawClient: config.rawNodeClient === 'on',
+    logger,
+  });
   const statistics = new ModelStatistics();
   const router = new PredictRouter(pool, new VersionResolver(() => registry.current, cache), {
     statistics,

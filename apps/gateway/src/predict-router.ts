@@ -16,6 +16,7 @@ import {
   type ModelRef,
   type UnaryMethod,
   type CancelSignal,
+  type CallOpts,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from '@maas/inference-client';
@@ -76,6 +77,19 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
     });
     return call;
   };
+}
+
+/** A millisecond figure from a raw answer's headers (0 when absent or not a positive number). */
+function msOf(value: string | string[] | undefined): number {
+  const ms = Number(Array.isArray(value) ? value[0] : (value ?? 0));
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/** A node's Predict: through its raw client when the pool opened one, else through grpc-js. */
+async function sendPredict(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<NodeAnswer> {
+  if (!node.raw) return callUnary(predictBytes(node), request, opts);
+  const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
+  return { bytes: message, queueMs: msOf(headers[QUEUE_MS_HEADER]), runMs: msOf(headers[RUN_MS_HEADER]) };
 }
 
 function validateRef(request: ModelRef): void {
@@ -297,7 +311,7 @@ export class PredictRouter {
         signal: ctx.signal,
         lateAfterMs,
         stuckAfterMs: Math.max(STUCK_FLOOR_MS, 4 * lateAfterMs),
-        send: (node, signal) => callUnary(predictBytes(node), forwarded, { deadlineMs: deadline, signal, metadata: ctx.metadata }),
+        send: (node, signal) => sendPredict(node, forwarded, { deadlineMs: deadline, signal, metadata: ctx.metadata }),
         mayHedge: () => this.hedges.take(),
         retryElsewhere,
         isEjected: (node) => this.pool.isEjected(node),

@@ -1,13 +1,19 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
 import { InferenceServiceWireClient, type InferenceServiceClient } from '@maas/proto';
-import { defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
+import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES } from '@maas/rpc';
 import type { Logger } from 'pino';
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
 export interface NodeHandle {
   instance: ServiceInstance;
   client: InferenceServiceClient;
+  /**
+   * The same node through a {@link RawUnaryClient}, for Predict bytes the
+   * router already holds encoded; absent when the pool was not asked for it
+   * (or the channel is TLS, which only grpc-js speaks here).
+   */
+  raw?: RawUnaryClient;
   /** Requests the router has in flight on it. */
   inFlight: number;
   /** Set after a connection failure: skipped for routing until then (epoch ms). */
@@ -45,6 +51,11 @@ export class NodePool {
        * 0: believe it at once. @default 30000
        */
       emptyGraceMs?: number;
+      /**
+       * Also open a {@link RawUnaryClient} per node (see {@link NodeHandle.raw}).
+       * Only over insecure channels: with `credentials` for TLS it is ignored.
+       */
+      rawClient?: boolean;
       logger?: Logger;
     } = {},
   ) {
@@ -97,8 +108,29 @@ export class NodePool {
   async shutdown(): Promise<void> {
     clearTimeout(this.emptyTimer);
     this.unsubscribe();
-    for (const node of this.nodes.values()) node.client.close();
+    for (const node of this.nodes.values()) {
+      node.client.close();
+      node.raw?.close();
+    }
     this.nodes.clear();
+  }
+
+  private rawClientOf(address: string): RawUnaryClient | undefined {
+    const { rawClient, credentials } = this.options;
+    if (!rawClient || (credentials && credentials._isSecure())) return undefined;
+    const max = this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    // The same limits, window, keepalive and backoff as the grpc-js channel beside it.
+    // An address it cannot dial (not host:port) is left to grpc-js, which says what is wrong with it.
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:]+):\d+$/.test(address)) return undefined;
+    return new RawUnaryClient(address, {
+      maxReceiveMessageBytes: max,
+      maxSendMessageBytes: max,
+      receiveWindowBytes: RECEIVE_WINDOW_BYTES,
+      keepaliveMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
+      initialReconnectBackoffMs: 200,
+      maxReconnectBackoffMs: 5_000,
+    });
   }
 
   private update(instances: ServiceInstance[]): void {
@@ -112,17 +144,19 @@ export class NodePool {
         continue;
       }
       existing?.client.close();
+      existing?.raw?.close();
       const client = new InferenceServiceWireClient(
         instance.address,
         this.options.credentials ?? grpcCredentials.createInsecure(),
         defaultClientOptions(this.options.maxMessageBytes, { receiveWindowBytes: RECEIVE_WINDOW_BYTES }),
       );
-      this.nodes.set(instance.id, { instance, client, inFlight: 0, ejectedUntil: 0, silentSince: 0 });
+      this.nodes.set(instance.id, { instance, client, raw: this.rawClientOf(instance.address), inFlight: 0, ejectedUntil: 0, silentSince: 0 });
     }
     for (const [id, node] of this.nodes) {
       if (seen.has(id)) continue;
       // Calls still running on it finish or fail on their own; new ones go elsewhere.
       node.client.close();
+      node.raw?.close();
       this.nodes.delete(id);
     }
     this.options.logger?.info({ nodes: instances.map((i) => `${i.id}@${i.address}`) }, 'inference node set');
