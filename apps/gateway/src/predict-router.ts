@@ -1,5 +1,5 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { decodePredictResponse, encodePredictRequest, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { decodePredictResponse, encodePredictRequest, InferenceServiceWire, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
 import {
   callUnary,
   DeadlineExceededError,
@@ -44,7 +44,7 @@ function retryElsewhere(err: unknown): boolean {
 /** grpc-js's own words when an answer is over the channel's receive limit. */
 const OVER_LIMIT = /^Received message larger than max \((\d+) vs\.? (\d+)\)/;
 
-const PREDICT_PATH = '/maas.v1.InferenceService/Predict';
+const PREDICT_PATH = InferenceServiceWire.predict.path;
 
 /** A node is stuck when silent with calls outstanding for 4 × the hedge delay, and never sooner than this. */
 const STUCK_FLOOR_MS = 500;

@@ -1,6 +1,6 @@
 import { status, type ChannelCredentials, type Metadata } from '@grpc/grpc-js';
 import { createDiscovery, rankNodes, SERVICE_INFERENCE, type Discovery } from '@maas/discovery';
-import type { PredictRequest, PredictResponse } from '@maas/proto';
+import { decodePredictResponse, encodePredictRequest, InferenceServiceWire, type PredictRequest, type PredictResponse } from '@maas/proto';
 import { callUnary, DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError, type CancelSignal } from '@maas/rpc';
 import { NodePool, type NodeHandle } from './node-pool';
 
@@ -22,6 +22,13 @@ export interface InferenceClientOptions {
   ejectMs?: number;
   /** TLS to the nodes (clientCredentials of @maas/rpc); insecure by default. */
   credentials?: ChannelCredentials;
+  /**
+   * Predicts go on a plain node:http2 connection per node (RawUnaryClient of
+   * @maas/rpc: one write per call, none of grpc-js's call layers), as the
+   * gateway's do; false sends them through grpc-js. Over TLS always grpc-js.
+   * @default true
+   */
+  raw?: boolean;
 }
 
 /** Per-call options of {@link InferenceClient.predict}. */
@@ -33,6 +40,8 @@ export interface PredictOptions {
   signal?: CancelSignal;
   metadata?: Metadata;
 }
+
+const PREDICT_PATH = InferenceServiceWire.predict.path;
 
 /** Failures another node may not have: the node is down, draining, or full. */
 function worthAnotherNode(err: unknown): boolean {
@@ -70,7 +79,7 @@ export class InferenceClient {
     }
     this.discovery =
       options.discovery ?? createDiscovery({ consulAddress: options.consulAddress, consulToken: options.consulToken, static: { [SERVICE_INFERENCE]: options.nodes ?? [] } });
-    this.pool = new NodePool(this.discovery, { credentials: options.credentials, ejectMs: options.ejectMs ?? 5000 });
+    this.pool = new NodePool(this.discovery, { credentials: options.credentials, ejectMs: options.ejectMs ?? 5000, rawClient: options.raw ?? true });
   }
 
   /** The node ids this client knows now, in no order. */
@@ -91,7 +100,10 @@ export class InferenceClient {
       if (Date.now() >= deadline) break;
       node.inFlight += 1;
       try {
-        const answer = await callUnary(node.client.predict.bind(node.client), request, { deadlineMs: deadline, signal: opts.signal, metadata: opts.metadata });
+        const callOpts = { deadlineMs: deadline, signal: opts.signal, metadata: opts.metadata };
+        const answer = node.raw
+          ? decodePredictResponse((await node.raw.call(PREDICT_PATH, encodePredictRequest(request), callOpts)).message)
+          : await callUnary(node.client.predict.bind(node.client), request, callOpts);
         if (request.version <= 0) this.aliases.set(aliasKey, answer.version);
         return answer;
       } catch (err) {
