@@ -16,7 +16,11 @@ const ROOT = join(__dirname, '..');
 const APPS = {
   registry: { entry: 'apps/registry/src/main.ts', assets: {} },
   inference: { entry: 'apps/inference/src/main.ts', assets: { 'session-thread.cjs': 'apps/inference/src/session-thread.cjs' } },
-  gateway: { entry: 'apps/gateway/src/main.ts', assets: { 'gen/gateway-descriptors.binpb': 'libs/proto/src/gen/gateway-descriptors.binpb' } },
+  // The gateway can run an inference node in its own process (GATEWAY_EMBEDDED_NODE), with the node's session threads.
+  gateway: {
+    entry: 'apps/gateway/src/main.ts',
+    assets: { 'gen/gateway-descriptors.binpb': 'libs/proto/src/gen/gateway-descriptors.binpb', 'session-thread.cjs': 'apps/inference/src/session-thread.cjs' },
+  },
   cli: { entry: 'apps/cli/src/main.ts', assets: {} },
 };
 

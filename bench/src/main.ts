@@ -135,6 +135,22 @@ async function main(): Promise<void> {
       GATEWAY_HOME_NODES: '1',
     });
     servers.push(gateway);
+    // The same gateway with a node of its own inside (GATEWAY_EMBEDDED_NODE=on) and no other: every Predict in-process.
+    const embedded = await startServer('gateway+node', 'apps/gateway/src/main.ts', {
+      GATEWAY_PORT: '0',
+      GATEWAY_HTTP_PORT: '0',
+      GATEWAY_AUTH: 'off',
+      GATEWAY_EMBEDDED_NODE: 'on',
+      INFERENCE_PORT: '0',
+      INFERENCE_NODE_ID: 'bench-embedded-node',
+      INFERENCE_CACHE_DIR: join(work, 'embedded-node'),
+      INFERENCE_INTRA_OP_THREADS: '1',
+      REGISTRY_ADDRESS: registryAddress,
+      REDIS_URL: redis.url,
+      GATEWAY_HOME_NODES: '1',
+    });
+    servers.push(embedded);
+    const embeddedAddress = `127.0.0.1:${embedded.port}`;
     const noop = await startServer('noop', 'bench/src/noop-server.ts', {}, ['12']);
     servers.push(noop);
     // The same bare server answering the medium model's output size: what moving its bytes alone costs.
@@ -161,6 +177,7 @@ async function main(): Promise<void> {
     // Every version is loaded on the node before its first measured run (PP-OCRv4 with two instances takes seconds).
     for (const [model, version, inputName, inputShape] of [['mlp', mlp, 'input', MLP_SHAPE], ['mlp-nobatch', mlpSolo, 'input', MLP_SHAPE], ['medium', medium, 'x', MEDIUM_SHAPE], ['medium-nobatch', mediumSolo, 'x', MEDIUM_SHAPE]] as const) {
       await warm({ target: gatewayAddress, kind: 'gateway-predict', model, version, inputName, inputShape: [...inputShape] });
+      await warm({ target: embeddedAddress, kind: 'gateway-predict', model, version, inputName, inputShape: [...inputShape] });
     }
 
     // Tiny MLP: sweep concurrency on every path.
@@ -169,6 +186,7 @@ async function main(): Promise<void> {
     const gatewayMlpSolo: Record<number, RunResult> = {};
     const nodeMlp: Record<number, RunResult> = {};
     let clientMlp: RunResult | undefined;
+    const embeddedMlp: Record<number, RunResult> = {};
     for (const c of settings.sweep) {
       await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
@@ -179,6 +197,9 @@ async function main(): Promise<void> {
         { scenario: 'tiny-mlp', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
         { scenario: 'tiny-mlp batching off', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
       );
+      if (c === 1 || c === 64) {
+        embeddedMlp[c] = await measure('tiny-mlp', 'via gateway, node embedded', c, load({ target: embeddedAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [embedded]);
+      }
     }
 
     // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32.
@@ -200,6 +221,8 @@ async function main(): Promise<void> {
       { scenario: 'ppocr-v4-rec', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
       { scenario: 'ppocr-v4-rec batching off', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
     );
+
+    const embeddedMedium = await measure('ppocr-v4-rec', 'via gateway, node embedded', 32, load({ target: embeddedAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [embedded]);
 
     // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).
     const cold = await startServer('registry-nocache', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_CACHE_TTL_SECONDS: '0' });
@@ -248,7 +271,15 @@ async function main(): Promise<void> {
         '<=',
         0.1,
       ),
+      target(
+        'T1e',
+        `T1 with the node embedded in the gateway (GATEWAY_EMBEDDED_NODE=on): (its one process's CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: ${cpuOf(embeddedMedium, 'gateway+node').toFixed(2)}, raw ${cpuOf(rawMedium, 'load').toFixed(2)})`,
+        (cpuOf(embeddedMedium, 'gateway+node') - cpuOf(rawMedium, 'load')) / cpuOf(rawMedium, 'load'),
+        '<=',
+        0.1,
+      ),
       target('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
+      target('T2e', 'T2a with the node embedded in the gateway: via gateway p50 ÷ bare grpc-js p50', embeddedMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
       target(
         'T2f',
         `T2a's floor for a gateway that relays to a node: (bare p50 + node direct p50) ÷ bare p50 (${baselineB[1].p50.toFixed(3)} + ${nodeMlp[1].p50.toFixed(3)} ms), one bare hop to the gateway and the node's own round trip behind it`,
@@ -264,6 +295,7 @@ async function main(): Promise<void> {
         1.2,
       ),
       target('T3', 'tiny MLP c=64: via gateway throughput ÷ bare grpc-js throughput', (gatewayMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
+      target('T3e', 'T3 with the node embedded in the gateway', (embeddedMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
       target('T4', 'tiny MLP c=1: p50 through the typed internal client (@maas/inference-client) ÷ node direct p50', (clientMlp?.p50 ?? NaN) / nodeMlp[1].p50, '<=', 1.2),
       target(
         'T5a',

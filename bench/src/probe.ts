@@ -22,11 +22,12 @@ const opts = new Command('bench:probe')
   .option('--max-batch-size <n>', 'the version\'s max_batch_size', (v) => Number(v), 4)
   .option('--instances <n>', 'the version\'s instance_count', (v) => Number(v), 2)
   .option('--intra-op-threads <n>', 'INFERENCE_INTRA_OP_THREADS of the node', '1')
+  .option('--embedded', 'the node runs inside the gateway process (GATEWAY_EMBEDDED_NODE=on); --target node is its own port')
   .option('--seconds <n>', 'measured seconds after 2 s of warm-up', (v) => Number(v), 6)
   .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir').choices(['node', 'gateway']))
   .option('--prof-dir <dir>', 'where CPU profiles go', join(REPO_ROOT, 'bench/results/profiles'))
   .parse()
-  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; cpuProf?: 'node' | 'gateway'; profDir: string }>();
+  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean }>();
 
 async function main(): Promise<void> {
   const work = join(tmpdir(), `maas-probe-${process.pid}`);
@@ -39,10 +40,18 @@ async function main(): Promise<void> {
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
     const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads };
-    const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
-    servers.push(node);
-    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', INFERENCE_NODES: `127.0.0.1:${node.port}`, REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
-    const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', gatewayEnv, [], flags('gateway'));
+    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
+    let nodePort: number;
+    let gateway: BenchProcess;
+    if (opts.embedded) {
+      gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, ...nodeEnv, GATEWAY_EMBEDDED_NODE: 'on' }, [], flags('gateway'));
+      nodePort = Number((gateway.ready.embeddedNode as { address: string }).address.split(':').pop());
+    } else {
+      const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
+      servers.push(node);
+      nodePort = node.port;
+      gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, INFERENCE_NODES: `127.0.0.1:${node.port}` }, [], flags('gateway'));
+    }
     servers.push(gateway);
 
     const client = new RegistryClient(registryAddress);
@@ -53,7 +62,7 @@ async function main(): Promise<void> {
     client.close();
 
     const job: LoadJob = {
-      target: `127.0.0.1:${opts.target === 'node' ? node.port : gateway.port}`,
+      target: `127.0.0.1:${opts.target === 'node' ? nodePort : gateway.port}`,
       kind: opts.target === 'node' ? 'node-predict' : 'gateway-predict',
       model: opts.model,
       version,

@@ -11,6 +11,8 @@ export interface BenchProcess {
   name: string;
   child: ChildProcess;
   port: number;
+  /** Its "listening" line (a gateway's embedded node, say). */
+  ready: Record<string, unknown>;
   stop(): Promise<void>;
 }
 
@@ -54,12 +56,13 @@ export function startServer(name: string, entry: string, extraEnv: Record<string
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (!line.includes('"listening"')) return;
-      const port = (JSON.parse(line) as { port: number }).port;
+      const ready = JSON.parse(line) as Record<string, unknown>;
       child.removeAllListeners('exit');
       resolvePromise({
         name,
         child,
-        port,
+        port: ready.port as number,
+        ready,
         stop: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null) return done();

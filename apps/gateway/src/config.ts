@@ -58,6 +58,12 @@ export const gatewayConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Predicts sent to inference nodes on a plain node:http2 connection per node (headers, message and end of stream in one write; the answer’s bytes passed through) instead of through grpc-js’s call layers; off sends them through grpc-js. Over TLS (TLS_CA_FILE set) they always go through grpc-js.',
   },
+  embeddedNode: {
+    env: 'GATEWAY_EMBEDDED_NODE',
+    default: 'off' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'on: the gateway process also runs an inference node, configured by the INFERENCE_* variables (it serves other gateways on INFERENCE_PORT and registers in Consul as any node; its metrics on a free port, named in Consul), and Predicts routed to it are called in-process, with no hop and no encoding of the request. Without Consul it joins INFERENCE_NODES, and is the only node when INFERENCE_NODES is unset.',
+  },
   advertiseAddress: { env: 'GATEWAY_ADVERTISE_ADDRESS', default: '', parse: parse.hostPort, doc: 'host:port registered in Consul as maas-gateway; unset: the bound address.' },
   defaultTimeoutMs: {
     env: 'GATEWAY_DEFAULT_TIMEOUT_MS',

@@ -17,7 +17,7 @@ import { contextOf, GatewayService, GatewayServiceServed } from './gateway-servi
 import { intakeShedding } from './intake-shedding';
 import { KserveV2Http } from './kserve/kserve-v2-http';
 import { KserveV2Service } from './kserve/kserve-v2-service';
-import { NodePool } from '@maas/inference-client';
+import { NodePool, type InProcessPredict } from '@maas/inference-client';
 import { ModelStatistics } from './model-statistics';
 import { PredictRouter } from './predict-router';
 import { RegistryProxy } from './registry-proxy';
@@ -44,6 +44,8 @@ export interface GatewayDeps {
   discovery?: Discovery;
   /** Consul ACL token for discovery (CONSUL_HTTP_TOKEN or its file, read by main). */
   consulToken?: string;
+  /** An inference node running in this process (GATEWAY_EMBEDDED_NODE): Predicts routed to it are called in-process. */
+  inProcessNode?: { id: string; address: string; predict: InProcessPredict };
 }
 
 /** A running gateway. */
@@ -124,6 +126,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     credentials: internalCredentials,
     emptyGraceMs: config.emptyDiscoveryGraceMs,
     rawClient: config.rawNodeClient === 'on',
+    inProcess: deps.inProcessNode,
     logger,
   });
   const statistics = new ModelStatistics();

@@ -2,6 +2,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { decodePredictResponse, encodePredictRequest, InferenceServiceWire, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
 import {
   callUnary,
+  Cancellation,
   DeadlineExceededError,
   InvalidArgumentError,
   markedRetryElsewhere,
@@ -85,8 +86,11 @@ function msOf(value: string | string[] | undefined): number {
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
-/** A node's Predict: through its raw client when the pool opened one, else through grpc-js. */
+const NEVER_CANCELLED = new Cancellation();
+
+/** A node's Predict: in this process when the node is embedded here, else through its raw client when the pool opened one, else through grpc-js. */
 async function sendPredict(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<NodeAnswer> {
+  if (node.local) return node.local(request, { deadline: opts.deadlineMs ?? Infinity, signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
   if (!node.raw) return callUnary(predictBytes(node), request, opts);
   const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
   return { bytes: message, queueMs: msOf(headers[QUEUE_MS_HEADER]), runMs: msOf(headers[RUN_MS_HEADER]) };

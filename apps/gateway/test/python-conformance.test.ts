@@ -10,7 +10,7 @@ import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
  * The public API as a client we did not write sees it: a Python suite
  * (Debian's python3-grpcio and python3-protobuf, stubs generated from proto/
  * with protoc now) against a stack of real processes: Redis, a registry, two
- * nodes and two gateways with API keys on. Reference outputs come from
+ * nodes and two gateways with API keys on, one node embedded in a gateway. Reference outputs come from
  * onnxruntime run directly on the same inputs, not from the stack.
  *
  * Without the Debian packages the suite is skipped with a loud message;
@@ -84,36 +84,39 @@ describeIf('public API through a Python grpcio client', () => {
     const start = async (name: string, entry: string, env: Record<string, string>) => {
       const service = await startService(name, entry, { LOG_LEVEL: 'debug', ...env }, { logFile: log(name) });
       children.push(service.child);
-      return { port: service.port, metricsPort: service.metricsPort, httpPort: service.httpPort, pid: service.child.pid };
+      return { port: service.port, metricsPort: service.metricsPort, httpPort: service.httpPort, pid: service.child.pid, ready: service.ready };
     };
     const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: redis.url });
     const registryAddress = `127.0.0.1:${registry.port}`;
-    const nodes = await Promise.all(
-      ['a', 'b'].map((id) =>
-        start(`node-${id}`, 'apps/inference/src/main.ts', {
-          INFERENCE_PORT: '0',
-          INFERENCE_NODE_ID: `node-${id}`,
-          INFERENCE_CACHE_DIR: join(dir.path, `node-${id}`),
-          REGISTRY_ADDRESS: registryAddress,
-          REDIS_URL: redis.url,
-          METRICS_PORT: '0',
-        }),
-      ),
-    );
+    const nodeEnv = (id: string) => ({
+      INFERENCE_PORT: '0',
+      INFERENCE_NODE_ID: `node-${id}`,
+      INFERENCE_CACHE_DIR: join(dir.path, `node-${id}`),
+      REGISTRY_ADDRESS: registryAddress,
+      REDIS_URL: redis.url,
+      METRICS_PORT: '0',
+    });
+    const nodeB = await start('node-b', 'apps/inference/src/main.ts', nodeEnv('b'));
     const keys = { admin: generateApiKey(), predict: generateApiKey() };
-    const gatewayEnv = (extra: Record<string, string>) => ({
+    const gatewayEnv = (nodeAddresses: string[], extra: Record<string, string>) => ({
       GATEWAY_PORT: '0',
       REGISTRY_ADDRESS: registryAddress,
       REDIS_URL: redis.url,
-      INFERENCE_NODES: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),
+      INFERENCE_NODES: nodeAddresses.join(','),
       GATEWAY_API_KEYS: JSON.stringify([
         { id: 'ops', sha256: hashApiKey(keys.admin), scopes: ['admin'], ratePerSecond: 10_000 },
         { id: 'app', sha256: hashApiKey(keys.predict), scopes: ['predict'], ratePerSecond: 10_000 },
       ]),
       ...extra,
     });
-    const gatewayA = await start('gateway-a', 'apps/gateway/src/main.ts', gatewayEnv({}));
-    const gatewayB = await start('gateway-b', 'apps/gateway/src/main.ts', gatewayEnv({ GATEWAY_MAX_MESSAGE_BYTES: String(SMALL_LIMIT) }));
+    // Node a runs inside gateway A (GATEWAY_EMBEDDED_NODE): A calls it in-process and node b over the wire;
+    // gateway B reaches both over the wire, so every test crosses both paths to the same node.
+    const gatewayA = await start('gateway-a', 'apps/gateway/src/main.ts', gatewayEnv([`127.0.0.1:${nodeB.port}`], { ...nodeEnv('a'), GATEWAY_EMBEDDED_NODE: 'on' }));
+    const embedded = gatewayA.ready.embeddedNode as { id: string; address: string; metricsPort: number };
+    if (embedded?.id !== 'node-a') throw new Error(`gateway A did not report its embedded node: ${JSON.stringify(gatewayA.ready)}`);
+    const nodeA = { port: Number(embedded.address.split(':').pop()), metricsPort: embedded.metricsPort, pid: gatewayA.pid };
+    const nodes = [nodeA, nodeB];
+    const gatewayB = await start('gateway-b', 'apps/gateway/src/main.ts', gatewayEnv([embedded.address, `127.0.0.1:${nodeB.port}`], { GATEWAY_MAX_MESSAGE_BYTES: String(SMALL_LIMIT) }));
 
     // Artifacts and what onnxruntime itself answers for them.
     const models = {
@@ -143,7 +146,8 @@ describeIf('public API through a Python grpcio client', () => {
       gateway_a_http: `127.0.0.1:${gatewayA.httpPort}`,
       gateway_b_http: `127.0.0.1:${gatewayB.httpPort}`,
       gateway_b_limit: SMALL_LIMIT,
-      nodes: nodes.map((n, i) => ({ address: `127.0.0.1:${n.port}`, metrics: `127.0.0.1:${n.metricsPort}`, pid: n.pid, log: log(`node-${'ab'[i]}`) })),
+      // Node a's log lines are gateway A's: one process.
+      nodes: nodes.map((n, i) => ({ address: `127.0.0.1:${n.port}`, metrics: `127.0.0.1:${n.metricsPort}`, pid: n.pid, log: log(i === 0 ? 'gateway-a' : 'node-b') })),
       gateway_a_log: log('gateway-a'),
       keys,
       models: fixtures,

@@ -1,14 +1,15 @@
 import { join } from 'node:path';
 import { createChangeBus } from '@maas/cache';
 import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
-import { InferenceServiceWire } from '@maas/proto';
+import { InferenceServiceWire, type PredictRequest } from '@maas/proto';
 import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
-import { checkTlsFiles, clientCredentials, GrpcServer, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { Metadata, status } from '@grpc/grpc-js';
+import { beginWatches, checkTlsFiles, clientCredentials, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
-import { InferenceService } from './inference-service';
+import { InferenceService, type InProcessAnswer, type InProcessCallOptions } from './inference-service';
 import { ModelManager } from './model-manager';
 import { startReconciler } from './reconciler';
 
@@ -28,11 +29,34 @@ export interface InferenceNode {
   artifacts: ArtifactCache;
   server: GrpcServer;
   metricsPort?: number;
+  /** Predict from this same process (a gateway with the node embedded), without a transport. */
+  predictInProcess(request: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer>;
   /**
    * Graceful stop: health NOT_SERVING and deregistration first (so routers stop
    * sending), then in-flight requests drain (up to `graceMs`), then sessions are released.
    */
   shutdown(graceMs?: number): Promise<void>;
+}
+
+/**
+ * An in-process Predict with the node's observers run on it as on a call
+ * that came over the wire: its request id in the node's logs, its count and
+ * latency in the node's RPC metrics.
+ */
+async function observedInProcess(observers: readonly CallObserver[], service: InferenceService, request: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer> {
+  const metadata = opts.metadata ?? new Metadata();
+  const { watches, refusal } = beginWatches(observers, { path: InferenceServiceWire.predict.path, metadata, deadline: opts.deadline }, 'Predict');
+  if (refusal) throw Object.assign(new Error(`${refusal.code} ${status[refusal.code]}: ${refusal.details}`), { ...refusal, metadata: refusal.metadata ?? new Metadata() });
+  for (const watch of watches) watch.message?.(request);
+  try {
+    const answer = await service.predictInProcess(request, { ...opts, metadata });
+    for (const watch of watches) watch.end({ code: status.OK, details: '' });
+    return answer;
+  } catch (err) {
+    const { code, details } = err as { code: number; details: string };
+    for (const watch of watches) watch.end({ code, details });
+    throw err;
+  }
 }
 
 /** Builds an inference node from its configuration and starts serving. */
@@ -96,6 +120,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     artifacts,
     server,
     metricsPort: metrics?.port,
+    predictInProcess: (request, opts) => observedInProcess(observers, service, request, opts),
     async shutdown(graceMs = config.drainTimeoutMs) {
       server.setServing(false);
       if (deps.registrar) {

@@ -1,4 +1,5 @@
-import { Metadata, type Server } from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
+import { Metadata, status, type Server } from '@grpc/grpc-js';
 import {
   decodePredictRequest,
   encodePredictResponse,
@@ -14,6 +15,7 @@ import {
 import {
   callDeadlineMs,
   callCancellation,
+  DeadlineExceededError,
   formatModelRef,
   InvalidArgumentError,
   MAX_MESSAGE_BYTES,
@@ -21,7 +23,10 @@ import {
   RUN_MS_HEADER,
   NotFoundError,
   ResourceExhaustedError,
+  toServerError,
   unary,
+  headerMsOf,
+  type CancelSignal,
   validateAlias,
   validateModelName,
   type CallObserver,
@@ -44,6 +49,71 @@ function describe(m: LoadedModel): LoadedModelInfo {
     loadTime: m.loadTime,
     batching: m.batching,
   };
+}
+
+/** What an in-process Predict carries in place of a call's headers. */
+export interface InProcessCallOptions {
+  /** Epoch ms; Infinity for none. */
+  deadline: number;
+  signal: CancelSignal;
+  metadata?: Metadata;
+}
+
+/** An in-process Predict's answer: the encoded PredictResponse and the figures a node's headers carry. */
+export interface InProcessAnswer {
+  bytes: Buffer;
+  queueMs: number;
+  runMs: number;
+}
+
+/** The call surface an in-process Predict gives the handler: cancellation from the caller's signal, its deadline enforced here. */
+class InProcessCall extends EventEmitter {
+  cancelled = false;
+  readonly metadata: Metadata;
+  readonly headers = new Metadata();
+  /** Rejects with DEADLINE_EXCEEDED at the deadline (the work is cancelled then too). */
+  readonly expiry: Promise<never>;
+  private timer?: NodeJS.Timeout;
+  private readonly onAbort = () => this.cancel();
+
+  constructor(private readonly opts: InProcessCallOptions) {
+    super();
+    this.metadata = opts.metadata ?? new Metadata();
+    this.expiry = new Promise<never>((_, reject) => {
+      if (!Number.isFinite(opts.deadline)) return;
+      this.timer = setTimeout(() => {
+        reject(new DeadlineExceededError('Deadline exceeded'));
+        this.cancel();
+      }, Math.max(0, opts.deadline - Date.now()));
+    });
+    this.expiry.catch(() => undefined);
+    if (opts.signal.aborted) this.cancelled = true;
+    else opts.signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  getDeadline(): number {
+    return this.opts.deadline;
+  }
+
+  getPeer(): string {
+    return 'in-process';
+  }
+
+  sendMetadata(metadata: Metadata): void {
+    this.headers.merge(metadata);
+  }
+
+  /** The call is over: no timer, no listener left behind. */
+  end(): void {
+    clearTimeout(this.timer);
+    this.opts.signal.removeEventListener('abort', this.onAbort);
+  }
+
+  private cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.emit('cancelled');
+  }
 }
 
 /** `maas.v1.InferenceService`: thin handlers over the {@link ModelManager}. */
@@ -74,6 +144,27 @@ export class InferenceService {
       handle: async (req, call) => encodePredictResponse(await this.predict(req, call)),
       observers,
     };
+  }
+
+  /**
+   * Predict called from this process (a gateway with the node embedded):
+   * the same checks, batching and answer as over the wire, without a
+   * transport. Rejects as a gRPC client would: an Error with `code`,
+   * `details` and trailers as `metadata`.
+   */
+  async predictInProcess(req: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer> {
+    const call = new InProcessCall(opts);
+    try {
+      const bytes = encodePredictResponse(await Promise.race([this.predict(req, call), call.expiry]));
+      return { bytes, queueMs: headerMsOf(call.headers, QUEUE_MS_HEADER), runMs: headerMsOf(call.headers, RUN_MS_HEADER) };
+    } catch (err) {
+      const mapped = toServerError(err, 'Predict');
+      const code = mapped.code ?? status.UNKNOWN;
+      const details = mapped.details ?? mapped.message;
+      throw Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata: mapped.metadata ?? new Metadata() });
+    } finally {
+      call.end();
+    }
   }
 
   handlers(): InferenceServiceServer {

@@ -1,7 +1,18 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { InferenceServiceWireClient, type InferenceServiceClient } from '@maas/proto';
-import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES } from '@maas/rpc';
+import { InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest } from '@maas/proto';
+import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES, type CancelSignal } from '@maas/rpc';
+import type { Metadata } from '@grpc/grpc-js';
+
+/**
+ * A node's Predict called in this process (a gateway with its node
+ * embedded): the encoded answer and the queue and run figures a node's
+ * headers carry; failures reject as a gRPC client's do.
+ */
+export type InProcessPredict = (
+  request: PredictRequest,
+  opts: { deadline: number; signal: CancelSignal; metadata?: Metadata },
+) => Promise<{ bytes: Buffer; queueMs: number; runMs: number }>;
 import type { Logger } from 'pino';
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
@@ -14,6 +25,8 @@ export interface NodeHandle {
    * (or the channel is TLS, which only grpc-js speaks here).
    */
   raw?: RawUnaryClient;
+  /** The node's Predict in this very process, when it is the node embedded here: no transport at all. */
+  local?: InProcessPredict;
   /** Requests the router has in flight on it. */
   inFlight: number;
   /** Set after a connection failure: skipped for routing until then (epoch ms). */
@@ -56,6 +69,8 @@ export class NodePool {
        * Only over insecure channels: with `credentials` for TLS it is ignored.
        */
       rawClient?: boolean;
+      /** A node running in this process: the instance with its id or address is called in-process. */
+      inProcess?: { id: string; address: string; predict: InProcessPredict };
       logger?: Logger;
     } = {},
   ) {
@@ -150,7 +165,9 @@ export class NodePool {
         this.options.credentials ?? grpcCredentials.createInsecure(),
         defaultClientOptions(this.options.maxMessageBytes, { receiveWindowBytes: RECEIVE_WINDOW_BYTES }),
       );
-      this.nodes.set(instance.id, { instance, client, raw: this.rawClientOf(instance.address), inFlight: 0, ejectedUntil: 0, silentSince: 0 });
+      const own = this.options.inProcess;
+      const local = own && (instance.id === own.id || instance.address === own.address) ? own.predict : undefined;
+      this.nodes.set(instance.id, { instance, client, raw: this.rawClientOf(instance.address), local, inFlight: 0, ejectedUntil: 0, silentSince: 0 });
     }
     for (const [id, node] of this.nodes) {
       if (seen.has(id)) continue;

@@ -140,6 +140,8 @@ export interface TestService {
   metricsPort?: number;
   /** A gateway's REST port. */
   httpPort?: number;
+  /** Everything its "listening" line said (a gateway's embedded node, say). */
+  ready: Record<string, unknown>;
 }
 
 /**
@@ -154,5 +156,5 @@ export async function startService(name: string, entry: string, env: Record<stri
   const child = await startChild({ entry, env: { ...malloc, ...rest, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
   const ready = child.lines.find((l) => l.json?.msg === 'listening')!.json!;
   const port = ready.port as number;
-  return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined, httpPort: ready.httpPort as number | undefined };
+  return { child, port, address: `127.0.0.1:${port}`, metricsPort: ready.metricsPort as number | undefined, httpPort: ready.httpPort as number | undefined, ready };
 }
