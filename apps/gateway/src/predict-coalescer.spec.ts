@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { DataType, decodePredictResponse, encodePredictResponse, type PredictRequest, type Tensor } from '@maas/proto';
 import type { CancelSignal } from '@maas/rpc';
-import { PredictCoalescer, type NodeAnswer, type SendToNode } from './predict-coalescer';
+import { decodedAnswer, encodedAnswer, PredictCoalescer, type NodeAnswer, type SendToNode } from './predict-coalescer';
 import type { CallContext } from './predict-router';
 
 const KEY = 'm:1';
@@ -17,7 +17,7 @@ function request(rows: number, from: number, extra: Partial<PredictRequest> = {}
 const ctx = (signal = new AbortController().signal): CallContext => ({ deadline: Date.now() + 10_000, signal });
 
 /** A node running an identity model: the answer's output `y` is the request's first input. */
-function identityNode(behaviour: { fail?: status; dropBatchDim?: boolean } = {}) {
+function identityNode(behaviour: { fail?: status; dropBatchDim?: boolean; inProcess?: boolean } = {}) {
   const sent: PredictRequest[] = [];
   const signals: CancelSignal[] = [];
   let release: () => void = () => undefined;
@@ -29,7 +29,9 @@ function identityNode(behaviour: { fail?: status; dropBatchDim?: boolean } = {})
     if (behaviour.fail !== undefined) throw grpcError(behaviour.fail);
     const x = req.inputs[0];
     const y: Tensor = { ...x, name: 'y', shape: behaviour.dropBatchDim && req.inputs[0].shape[0] > 1 ? [x.shape[0] * x.shape[1]] : x.shape };
-    return { bytes: encodePredictResponse({ model: req.model, version: req.version, outputs: [y] }), queueMs: 1, runMs: 2 };
+    const response = { model: req.model, version: req.version, outputs: [y] };
+    // A node in this process answers decoded, a remote one encoded.
+    return behaviour.inProcess ? decodedAnswer(response, 1, 2) : encodedAnswer(encodePredictResponse(response), 1, 2);
   };
   return { send, sent, signals, holdNext: () => (hold = true), release: () => release() };
 }
@@ -53,8 +55,11 @@ describe('PredictCoalescer', () => {
     expect(answers.map((a) => floatsOf(a).values)).toEqual([[0, 1], [10, 11]]);
   });
 
-  it('stacks the requests of one turn into one call and gives each caller its own rows', async () => {
-    const node = identityNode();
+  it.each([
+    ['a remote node', false],
+    ['a node in this process', true],
+  ])('stacks the requests of one turn into one call and gives each caller its own rows (%s)', async (_name, inProcess) => {
+    const node = identityNode({ inProcess });
     const coalescer = new PredictCoalescer({ maxBytes: 1 << 20 });
     await learnt(coalescer, node.send);
     node.sent.length = 0;

@@ -1,14 +1,43 @@
 import { status } from '@grpc/grpc-js';
-import { decodePredictResponse, encodePredictResponse, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { decodePredictResponse, encodePredictResponse, predictResponseSize, type PredictRequest, type PredictResponse } from '@maas/proto';
 import { Cancellation, CancelledError, statusOf } from '@maas/rpc';
 import { batchKey, concatInputs, splitOutputs } from '@maas/tensor';
 import type { CallContext } from './predict-router';
 
-/** A node's answer, still encoded, and how long the request waited in the node's queue and ran there. */
+/**
+ * A node's answer, encoded as it came over the wire (or, from a node in this
+ * process, encoded on first read of `bytes`), and how long the request waited
+ * in the node's queue and ran there.
+ */
 export interface NodeAnswer {
-  bytes: Buffer;
+  readonly bytes: Buffer;
+  /** The answer decoded, when it came so (in-process): a stacked one is split without encoding it first. */
+  readonly response?: PredictResponse;
+  /** Its encoded size in bytes. */
+  readonly size: number;
   queueMs: number;
   runMs: number;
+}
+
+/** A node answer from bytes that arrived. */
+export function encodedAnswer(bytes: Buffer, queueMs: number, runMs: number): NodeAnswer {
+  return { bytes, size: bytes.length, queueMs, runMs };
+}
+
+/** A node answer from a PredictResponse in memory, encoded only if its bytes are read. */
+export function decodedAnswer(response: PredictResponse, queueMs: number, runMs: number): NodeAnswer {
+  let bytes: Buffer | undefined;
+  return {
+    response,
+    get bytes() {
+      return (bytes ??= encodePredictResponse(response));
+    },
+    get size() {
+      return bytes?.length ?? predictResponseSize(response);
+    },
+    queueMs,
+    runMs,
+  };
 }
 
 /** Sends one request (a caller's own, or several callers' stacked) to the nodes of its version. */
@@ -191,7 +220,7 @@ export class PredictCoalescer {
   /** Sends one caller's request as it came, learning the version's answer size from the answer. */
   private sendAlone(key: string, request: PredictRequest, ctx: CallContext, send: SendToNode, rows: number): Promise<NodeAnswer> {
     return send(request, ctx).then((answer) => {
-      if (rows > 0) this.learn(key, answer.bytes.length / rows);
+      if (rows > 0) this.learn(key, answer.size / rows);
       return answer;
     });
   }
@@ -241,18 +270,18 @@ export class PredictCoalescer {
     send(stacked, ctx).then(
       (answer) => {
         done();
-        this.learn(key, answer.bytes.length / group.rows);
+        this.learn(key, answer.size / group.rows);
         let response: PredictResponse;
         let parts: PredictResponse['outputs'][];
         try {
-          response = decodePredictResponse(answer.bytes);
+          response = answer.response ?? decodePredictResponse(answer.bytes);
           parts = splitOutputs(response.outputs, members.map((m) => m.rows));
         } catch {
           // An answer that does not split by rows (an output without the batch dim): each member alone.
           for (const m of members) m.resolve(undefined);
           return;
         }
-        members.forEach((m, i) => m.resolve({ bytes: encodePredictResponse({ model: response.model, version: response.version, outputs: parts[i] }), queueMs: answer.queueMs, runMs: answer.runMs }));
+        members.forEach((m, i) => m.resolve(encodedAnswer(encodePredictResponse({ model: response.model, version: response.version, outputs: parts[i] }), answer.queueMs, answer.runMs)));
       },
       (err: unknown) => {
         done();

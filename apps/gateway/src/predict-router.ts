@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import type { NodeHandle, NodePool } from '@maas/inference-client';
 import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
-import { PredictCoalescer, type CoalescerOptions, type NodeAnswer } from './predict-coalescer';
+import { decodedAnswer, encodedAnswer, PredictCoalescer, type CoalescerOptions, type NodeAnswer } from './predict-coalescer';
 import { LatencyTracker, type LatencyTrackerOptions } from './latency-tracker';
 import type { ModelStatistics } from './model-statistics';
 import { OutlierDetector, type OutlierOptions } from './outlier-detector';
@@ -70,7 +70,7 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
     let queueMs = 0;
     let runMs = 0;
     const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
-      callback(err, err ? undefined! : { bytes: bytes!, queueMs, runMs }),
+      callback(err, err ? undefined! : encodedAnswer(bytes!, queueMs, runMs)),
     );
     call.on('metadata', (headers) => {
       queueMs = headerMsOf(headers, QUEUE_MS_HEADER);
@@ -90,10 +90,13 @@ const NEVER_CANCELLED = new Cancellation();
 
 /** A node's Predict: in this process when the node is embedded here, else through its raw client when the pool opened one, else through grpc-js. */
 async function sendPredict(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<NodeAnswer> {
-  if (node.local) return node.local(request, { deadline: opts.deadlineMs ?? Infinity, signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
+  if (node.local) {
+    const { response, queueMs, runMs } = await node.local(request, { deadline: opts.deadlineMs ?? Infinity, signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
+    return decodedAnswer(response, queueMs, runMs);
+  }
   if (!node.raw) return callUnary(predictBytes(node), request, opts);
   const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
-  return { bytes: message, queueMs: msOf(headers[QUEUE_MS_HEADER]), runMs: msOf(headers[RUN_MS_HEADER]) };
+  return encodedAnswer(message, msOf(headers[QUEUE_MS_HEADER]), msOf(headers[RUN_MS_HEADER]));
 }
 
 function validateRef(request: ModelRef): void {

@@ -59,9 +59,9 @@ export interface InProcessCallOptions {
   metadata?: Metadata;
 }
 
-/** An in-process Predict's answer: the encoded PredictResponse and the figures a node's headers carry. */
+/** An in-process Predict's answer: the PredictResponse, not encoded (the caller encodes what it sends on), and the figures a node's headers carry. */
 export interface InProcessAnswer {
-  bytes: Buffer;
+  response: PredictResponse;
   queueMs: number;
   runMs: number;
 }
@@ -155,8 +155,8 @@ export class InferenceService {
   async predictInProcess(req: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer> {
     const call = new InProcessCall(opts);
     try {
-      const bytes = encodePredictResponse(await Promise.race([this.predict(req, call), call.expiry]));
-      return { bytes, queueMs: headerMsOf(call.headers, QUEUE_MS_HEADER), runMs: headerMsOf(call.headers, RUN_MS_HEADER) };
+      const response = await Promise.race([this.predict(req, call), call.expiry]);
+      return { response, queueMs: headerMsOf(call.headers, QUEUE_MS_HEADER), runMs: headerMsOf(call.headers, RUN_MS_HEADER) };
     } catch (err) {
       const mapped = toServerError(err, 'Predict');
       const code = mapped.code ?? status.UNKNOWN;

@@ -1,18 +1,18 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest } from '@maas/proto';
+import { InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
 import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES, type CancelSignal } from '@maas/rpc';
 import type { Metadata } from '@grpc/grpc-js';
 
 /**
  * A node's Predict called in this process (a gateway with its node
- * embedded): the encoded answer and the queue and run figures a node's
- * headers carry; failures reject as a gRPC client's do.
+ * embedded): the answer, not encoded, and the queue and run figures a
+ * node's headers carry; failures reject as a gRPC client's do.
  */
 export type InProcessPredict = (
   request: PredictRequest,
   opts: { deadline: number; signal: CancelSignal; metadata?: Metadata },
-) => Promise<{ bytes: Buffer; queueMs: number; runMs: number }>;
+) => Promise<{ response: PredictResponse; queueMs: number; runMs: number }>;
 import type { Logger } from 'pino';
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
