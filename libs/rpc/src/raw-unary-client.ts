@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
 import type { CallOpts } from './grpc-client';
+import { endWithMessage, UnaryMessageReader } from './grpc-frame';
 
 /** Options of a {@link RawUnaryClient}. */
 export interface RawUnaryClientOptions {
@@ -97,8 +98,6 @@ function grpcTimeout(ms: number): string {
 }
 
 const USER_AGENT = 'maas-raw-unary/1';
-/** Requests up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
-const JOIN_BELOW_BYTES = 64 * 1024;
 /** Headers a caller's metadata may not set: they are the transport's. */
 const RESERVED = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'user-agent']);
 
@@ -315,9 +314,7 @@ type Outcome = RawUnaryAnswer | { error: RawCallError };
 
 /** One call on a raw connection, from its request to its status. */
 class PendingCall {
-  private chunks: Buffer[] = [];
-  private received = 0;
-  private expected = -1;
+  private readonly reader: UnaryMessageReader;
   private headers?: IncomingHttpHeaders;
   private trailers?: IncomingHttpHeaders;
   /** The stream's error, when it was the connection's (refused, reset, closed) rather than a reset of this stream. */
@@ -329,11 +326,16 @@ class PendingCall {
   constructor(
     private readonly stream: ClientHttp2Stream,
     private readonly connection: Connection,
-    private readonly maxReceive: number,
+    maxReceive: number,
     private readonly deadline: number,
     private readonly opts: CallOpts,
     private readonly settle: (outcome: Outcome) => void,
-  ) {}
+  ) {
+    this.reader = new UnaryMessageReader(maxReceive, {
+      compressed: 'the answer message is marked compressed, but this client accepts only identity (grpc-accept-encoding)',
+      extra: 'the server answered a unary call with more than one message',
+    });
+  }
 
   start(message: Buffer): void {
     const { stream } = this;
@@ -348,15 +350,7 @@ class PendingCall {
       if (err.code !== 'ERR_HTTP2_STREAM_ERROR') this.connectionError = err;
     });
     stream.once('close', () => this.closed());
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(message.length, 1);
-    if (message.length < JOIN_BELOW_BYTES) {
-      stream.end(Buffer.concat([prefix, message], message.length + 5));
-    } else {
-      stream.write(prefix);
-      stream.end(message);
-    }
+    endWithMessage(stream, message);
   }
 
   private response(headers: IncomingHttpHeaders): void {
@@ -367,21 +361,8 @@ class PendingCall {
 
   private data(chunk: Buffer): void {
     if (this.done) return;
-    this.received += chunk.length;
-    this.chunks.push(chunk);
-    if (this.expected < 0 && this.received >= 5) {
-      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
-      if (head[0] !== 0) {
-        this.abort(status.INTERNAL, 'the answer message is marked compressed, but this client accepts only identity (grpc-accept-encoding)');
-        return;
-      }
-      this.expected = head.readUInt32BE(1);
-      if (this.expected > this.maxReceive) {
-        this.abort(status.RESOURCE_EXHAUSTED, `Received message larger than max (${this.expected} vs. ${this.maxReceive})`);
-        return;
-      }
-    }
-    if (this.expected >= 0 && this.received > this.expected + 5) this.abort(status.INTERNAL, 'the server answered a unary call with more than one message');
+    const problem = this.reader.push(chunk);
+    if (problem) this.abort(problem.code, problem.details);
   }
 
   /** The server ended its side: the status is in the trailers (or the headers, Trailers-Only). */
@@ -398,12 +379,11 @@ class PendingCall {
       this.finish({ error: callError(code, decodeMessage(trailers['grpc-message']), trailers) });
       return;
     }
-    if (this.expected < 0 || this.received < this.expected + 5) {
-      this.finish({ error: callError(status.UNIMPLEMENTED, `the server answered OK without a whole response message (${this.received} bytes)`, trailers) });
+    if (!this.reader.complete) {
+      this.finish({ error: callError(status.UNIMPLEMENTED, `the server answered OK without a whole response message (${this.reader.size} bytes)`, trailers) });
       return;
     }
-    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
-    this.finish({ message: whole.subarray(5), headers: this.headers ?? {} });
+    this.finish({ message: this.reader.message(), headers: this.headers ?? {} });
   }
 
   private closed(): void {
@@ -443,7 +423,7 @@ class PendingCall {
 
   private finish(outcome: Outcome): void {
     this.done = true;
-    this.chunks = [];
+    this.reader.clear();
     clearTimeout(this.timer);
     this.opts.signal?.removeEventListener('abort', this.onAbort);
     this.settle(outcome);

@@ -4,6 +4,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { beginWatches, type CallObserver, type CallWatch } from './call-observer';
 import type { ServerSurfaceCall } from './handlers';
 import { toServerError } from './status-mapper';
+import { endWithMessage, UnaryMessageReader } from './grpc-frame';
 
 /**
  * A unary method served straight on Node's HTTP/2 stream, beside grpc-js:
@@ -39,8 +40,6 @@ const RESPONSE_HEADERS = {
   'grpc-accept-encoding': 'identity,deflate,gzip',
 };
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
-/** Answers up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
-const JOIN_BELOW_BYTES = 64 * 1024;
 
 /**
  * Whether a stream is one this route can serve, or is left to grpc-js (which
@@ -69,9 +68,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   private readonly deadline: number;
   private readonly method: string;
   private watches: CallWatch[] = [];
-  private chunks: Buffer[] = [];
-  private received = 0;
-  private expected = -1;
+  private readonly reader: UnaryMessageReader;
   private finished = false;
   private timer?: NodeJS.Timeout;
   /** Headers the handler added with {@link sendMetadata}, sent with the answer's (or the status's) headers. */
@@ -87,6 +84,10 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     const now = Date.now();
     this.deadline = deadlineOf(headers, now);
     this.method = route.path.slice(route.path.lastIndexOf('/') + 1);
+    this.reader = new UnaryMessageReader(limits.maxReceiveMessageBytes, {
+      compressed: 'the request message is marked compressed, but the call named no grpc-encoding',
+      extra: `${this.method} is unary: it takes one request message, and more bytes followed it`,
+    });
     this.metadata = Metadata.fromHttp2Headers(headers);
     for (const name of TRANSPORT_HEADERS) this.metadata.remove(name);
   }
@@ -132,36 +133,19 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
 
   private data(chunk: Buffer): void {
     if (this.finished) return;
-    this.received += chunk.length;
-    this.chunks.push(chunk);
-    if (this.expected < 0 && this.received >= 5) {
-      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
-      if (head[0] !== 0) {
-        this.fail({ code: status.INTERNAL, details: 'the request message is marked compressed, but the call named no grpc-encoding' });
-        return;
-      }
-      this.expected = head.readUInt32BE(1);
-      if (this.expected > this.limits.maxReceiveMessageBytes) {
-        this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.expected} vs. ${this.limits.maxReceiveMessageBytes})` });
-        return;
-      }
-    }
-    if (this.expected >= 0 && this.received > this.expected + 5) {
-      this.fail({ code: status.INTERNAL, details: `${this.method} is unary: it takes one request message, and more bytes followed it` });
-    }
+    const problem = this.reader.push(chunk);
+    if (problem) this.fail(problem);
   }
 
   private halfClosed(): void {
     if (this.finished) return;
-    if (this.expected < 0 || this.received < this.expected + 5) {
-      this.fail({ code: status.INTERNAL, details: `${this.method} is unary: the stream ended before one whole request message (${this.received} bytes) arrived` });
+    if (!this.reader.complete) {
+      this.fail({ code: status.INTERNAL, details: `${this.method} is unary: the stream ended before one whole request message (${this.reader.size} bytes) arrived` });
       return;
     }
-    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
-    this.chunks = [];
     let request: Req;
     try {
-      request = this.route.decode(whole.subarray(5));
+      request = this.route.decode(this.reader.message());
     } catch (err) {
       this.fail({ code: status.INTERNAL, details: `Error deserializing request: ${(err as Error).message}` });
       return;
@@ -195,17 +179,9 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     }
     this.settle({ code: status.OK, details: '' });
     const { stream } = this;
-    const prefix = Buffer.allocUnsafe(5);
-    prefix[0] = 0;
-    prefix.writeUInt32BE(bytes.length, 1);
     stream.respond(this.extraHeaders ? { ...this.extraHeaders, ...RESPONSE_HEADERS } : RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-    if (bytes.length < JOIN_BELOW_BYTES) {
-      stream.end(Buffer.concat([prefix, bytes], bytes.length + 5));
-    } else {
-      stream.write(prefix);
-      stream.end(bytes);
-    }
+    endWithMessage(stream, bytes);
   }
 
   /** Ends the call with an error status, sent as a trailers-only response. */
@@ -226,7 +202,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   /** Marks the call finished and tells the observers how it ended. */
   private settle(outcome: { code: number; details: string }): void {
     this.finished = true;
-    this.chunks = [];
+    this.reader.clear();
     if (this.timer) clearTimeout(this.timer);
     for (const watch of this.watches) watch.end({ code: outcome.code, details: outcome.details });
   }

@@ -1,0 +1,84 @@
+import type { Writable } from 'node:stream';
+import { status } from '@grpc/grpc-js';
+
+/** Messages up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
+const JOIN_BELOW_BYTES = 64 * 1024;
+
+/** Writes one uncompressed gRPC message (its 5-byte length prefix, then the bytes) and ends the stream. */
+export function endWithMessage(stream: Writable, message: Buffer): void {
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(message.length, 1);
+  if (message.length < JOIN_BELOW_BYTES) {
+    stream.end(Buffer.concat([prefix, message], message.length + 5));
+  } else {
+    stream.write(prefix);
+    stream.end(message);
+  }
+}
+
+/** What breaks a unary call's message rules, as the status to end the call with. */
+export interface FrameProblem {
+  code: status;
+  details: string;
+}
+
+/**
+ * Collects the one length-prefixed message of a unary call from the chunks
+ * of its HTTP/2 stream: refuses a compressed one (no encoding was agreed), one
+ * over the receive limit (in grpc-js's words, as its callers match them) and
+ * bytes after it; the message comes out once whole, copied only when it
+ * arrived in more than one chunk.
+ */
+export class UnaryMessageReader {
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private expected = -1;
+
+  constructor(
+    private readonly maxBytes: number,
+    /** How to say the two protocol faults for this side of the call. */
+    private readonly words: { compressed: string; extra: string },
+  ) {}
+
+  /** Bytes taken so far, prefix included. */
+  get size(): number {
+    return this.received;
+  }
+
+  /** Whether one whole message has arrived. */
+  get complete(): boolean {
+    return this.expected >= 0 && this.received >= this.expected + 5;
+  }
+
+  /** Takes a chunk; returns the problem when the bytes break the rules (the reader is then spent). */
+  push(chunk: Buffer): FrameProblem | undefined {
+    this.received += chunk.length;
+    this.chunks.push(chunk);
+    if (this.expected < 0 && this.received >= 5) {
+      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks);
+      if (head[0] !== 0) return this.spent({ code: status.INTERNAL, details: this.words.compressed });
+      this.expected = head.readUInt32BE(1);
+      if (this.expected > this.maxBytes) return this.spent({ code: status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.expected} vs. ${this.maxBytes})` });
+    }
+    if (this.expected >= 0 && this.received > this.expected + 5) return this.spent({ code: status.INTERNAL, details: this.words.extra });
+    return undefined;
+  }
+
+  /** The message without its prefix; call once {@link complete}. Releases the chunks. */
+  message(): Buffer {
+    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
+    this.chunks = [];
+    return whole.subarray(5);
+  }
+
+  /** Drops what was collected. */
+  clear(): void {
+    this.chunks = [];
+  }
+
+  private spent(problem: FrameProblem): FrameProblem {
+    this.chunks = [];
+    return problem;
+  }
+}
