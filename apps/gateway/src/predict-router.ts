@@ -196,7 +196,7 @@ export class PredictRouter {
     return this.resolver.resolve({ model: request.model, version: request.version, alias: request.alias }, { deadlineMs: ctx.deadline, signal: ctx.signal }, fresh);
   }
 
-  /** Candidate nodes in the order they will be tried: least busy home first, then the rest by rank. */
+  /** Candidate nodes in the order they will be tried: least busy home first (this process's own node among equals), then the rest by rank. */
   candidates(model: string, version: number): NodeHandle[] {
     const ranked = this.ranked(`${model}:${version}`);
     const usable = ranked.filter((n) => !this.pool.isEjected(n));
@@ -204,7 +204,8 @@ export class PredictRouter {
     // back soonest first (the most recently ejected, say a node just found stuck, last).
     const ejected = ranked.filter((n) => this.pool.isEjected(n)).sort((a, b) => a.ejectedUntil - b.ejectedUntil);
     if (usable.length === 0) return ejected;
-    const homes = usable.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight);
+    // Between equally busy homes, a node in this process (GATEWAY_EMBEDDED_NODE) first: no hop.
+    const homes = usable.slice(0, this.k).sort((a, b) => a.inFlight - b.inFlight || Number(b.local !== undefined) - Number(a.local !== undefined));
     return [...homes, ...usable.slice(this.k), ...ejected];
   }
 
