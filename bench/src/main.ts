@@ -278,6 +278,13 @@ async function main(): Promise<void> {
         '<=',
         0.1,
       ),
+      target(
+        'T1ef',
+        `T1e's floor: one bare grpc-js server taking the same bytes in and sending them out, with no serving (${cpuOf(bareMedium, 'noop').toFixed(2)} ms), ÷ raw onnxruntime's; what any process serving PP-OCRv4 over gRPC pays before its own work`,
+        cpuOf(bareMedium, 'noop') / cpuOf(rawMedium, 'load'),
+        '<=',
+        0.1,
+      ),
       target('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
       target('T2e', 'T2a with the node embedded in the gateway: via gateway p50 ÷ bare grpc-js p50', embeddedMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
       target(
