@@ -18,6 +18,7 @@ interface ComposeService {
   environment?: Record<string, string | null>;
   healthcheck?: { test: string[] };
   volumes?: string[];
+  profiles?: string[];
 }
 
 /** The compose file as docker-compose resolves it (anchors and defaults applied). */
@@ -44,7 +45,7 @@ if (!available) {
   it('runs as it would: drains fit the stop grace, Consul on loopback only, light healthchecks, Prometheus targets from Consul', () => {
     const { services } = resolvedCompose();
     const seconds = (text = '') => Number(/^(\d+)s$/.exec(text)?.[1] ?? 0);
-    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway']) {
+    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway', 'gateway-embedded']) {
       expect({ name, grace: seconds(services[name].stop_grace_period) > inferenceConfigSchema.drainTimeoutMs.default / 1000 }).toEqual({ name, grace: true });
       // One small node process per probe: no CLI, no tsx, no onnxruntime.
       expect(services[name].healthcheck?.test.join(' ')).toMatch(/^CMD node -e .*\/healthz/);
@@ -67,7 +68,7 @@ if (!available) {
 
   it('runs compiled code: every MaaS service starts a dist/ entry the build writes, as plain node', () => {
     const { services } = resolvedCompose();
-    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway']) {
+    for (const name of ['registry', 'inference-1', 'inference-2', 'gateway', 'gateway-embedded']) {
       const entry = services[name].command?.[0] ?? '';
       expect({ name, entry, known: entry in schemas }).toEqual({ name, entry, known: true });
       expect(existsSync(join(REPO_ROOT, entry))).toBe(true);
@@ -93,8 +94,14 @@ if (!available) {
     for (const [name, service] of Object.entries(services)) {
       const entry = service.command?.[0];
       if (!entry || !schemas[entry]) continue;
-      // What the service's config reads, and for the gateway and the registry the C library's malloc settings (BUFFER_MALLOC_ENV).
-      const known = new Set([...Object.values(schemas[entry]).map((f) => f.env), ...(/gateway|registry/.test(entry) ? Object.keys(BUFFER_MALLOC_ENV) : [])]);
+      // What the service's config reads (a gateway with its node embedded reads the node's too), and for the gateway and the
+      // registry the C library's malloc settings (BUFFER_MALLOC_ENV).
+      const embeds = service.environment?.GATEWAY_EMBEDDED_NODE === 'on';
+      const known = new Set([
+        ...Object.values(schemas[entry]).map((f) => f.env),
+        ...(embeds ? Object.values(inferenceConfigSchema).map((f) => f.env) : []),
+        ...(/gateway|registry/.test(entry) ? Object.keys(BUFFER_MALLOC_ENV) : []),
+      ]);
       for (const [key, value] of Object.entries(service.environment ?? {})) {
         expect({ service: name, variable: key, known: known.has(key) }).toEqual({ service: name, variable: key, known: true });
         (seen[key] ??= new Set()).add(String(value));
@@ -107,6 +114,9 @@ if (!available) {
     for (const name of ['gateway', 'registry']) expect(services[name].environment).toMatchObject(BUFFER_MALLOC_ENV);
     expect(services['inference-1'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-1:50061');
     expect(services['inference-2'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-2:50061');
+    // The co-located layout: its node is reachable by the other gateway at the address it registers.
+    expect(services['gateway-embedded'].environment).toMatchObject({ GATEWAY_EMBEDDED_NODE: 'on', INFERENCE_ADVERTISE_ADDRESS: 'gateway-embedded:50061', INFERENCE_HOST: '0.0.0.0', ...BUFFER_MALLOC_ENV });
+    expect(services['gateway-embedded'].profiles).toEqual(['embedded']);
     expect(services.registry.environment?.REGISTRY_ADVERTISE_ADDRESS).toBe(`registry:${services.registry.environment?.REGISTRY_PORT}`);
   });
 });
