@@ -5,7 +5,7 @@ import { InferenceServiceWire, type PredictRequest } from '@maas/proto';
 import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { Metadata, status } from '@grpc/grpc-js';
-import { beginWatches, checkTlsFiles, clientCredentials, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { beginWatches, callFailure, checkTlsFiles, clientCredentials, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -46,7 +46,7 @@ export interface InferenceNode {
 async function observedInProcess(observers: readonly CallObserver[], service: InferenceService, request: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer> {
   const metadata = opts.metadata ?? new Metadata();
   const { watches, refusal } = beginWatches(observers, { path: InferenceServiceWire.predict.path, metadata, deadline: opts.deadline }, 'Predict');
-  if (refusal) throw Object.assign(new Error(`${refusal.code} ${status[refusal.code]}: ${refusal.details}`), { ...refusal, metadata: refusal.metadata ?? new Metadata() });
+  if (refusal) throw callFailure(refusal.code, refusal.details, refusal.metadata ?? undefined);
   for (const watch of watches) watch.message?.(request);
   try {
     const answer = await service.predictInProcess(request, { ...opts, metadata });

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Metadata, status, type Server } from '@grpc/grpc-js';
+import { Metadata, type Server } from '@grpc/grpc-js';
 import {
   decodePredictRequest,
   encodePredictResponse,
@@ -23,7 +23,8 @@ import {
   RUN_MS_HEADER,
   NotFoundError,
   ResourceExhaustedError,
-  toServerError,
+  callFailure,
+  callStatusOf,
   unary,
   headerMsOf,
   type CancelSignal,
@@ -158,10 +159,8 @@ export class InferenceService {
       const response = await Promise.race([this.predict(req, call), call.expiry]);
       return { response, queueMs: headerMsOf(call.headers, QUEUE_MS_HEADER), runMs: headerMsOf(call.headers, RUN_MS_HEADER) };
     } catch (err) {
-      const mapped = toServerError(err, 'Predict');
-      const code = mapped.code ?? status.UNKNOWN;
-      const details = mapped.details ?? mapped.message;
-      throw Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata: mapped.metadata ?? new Metadata() });
+      const answer = callStatusOf(err, 'Predict');
+      throw callFailure(answer.code, answer.details, answer.metadata ?? undefined);
     } finally {
       call.end();
     }

@@ -1,6 +1,6 @@
 import { ServerInterceptingCall, status, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
 import { callDeadlineMs } from './handlers';
-import { toServerError } from './status-mapper';
+import { callStatusOf, type CallStatus } from './status-mapper';
 
 /** What a call is known by when its headers arrive. */
 export interface CallHead {
@@ -13,11 +13,7 @@ export interface CallHead {
 }
 
 /** A status to answer a call with, trailers included. */
-export interface CallRefusal {
-  code: number;
-  details: string;
-  metadata: Metadata | null;
-}
+export type CallRefusal = CallStatus;
 
 /** How a call ended. */
 export interface CallEnd {
@@ -62,8 +58,7 @@ export function beginWatches(observers: readonly CallObserver[], head: CallHead,
     try {
       watch = observer.begin(head);
     } catch (err) {
-      const answer = toServerError(err, method);
-      const refusal: CallRefusal = { code: answer.code ?? status.UNKNOWN, details: answer.details ?? answer.message, metadata: answer.metadata ?? null };
+      const refusal = callStatusOf(err, method);
       for (const begun of watches) begun.end(refusal);
       return { watches: [], refusal };
     }

@@ -3,6 +3,7 @@ import { connect as h2connect, constants as h2, type ClientHttp2Session, type Cl
 import { Metadata, status } from '@grpc/grpc-js';
 import type { CallOpts } from './grpc-client';
 import { endWithMessage, UnaryMessageReader } from './grpc-frame';
+import { callFailure, type CallFailure } from './status-mapper';
 
 /** Options of a {@link RawUnaryClient}. */
 export interface RawUnaryClientOptions {
@@ -29,18 +30,10 @@ export interface RawUnaryAnswer {
 }
 
 /** A failed call as grpc-js reports one: code, details and the trailers as metadata. */
-export interface RawCallError extends Error {
-  code: status;
-  details: string;
-  metadata: Metadata;
-}
+export type RawCallError = CallFailure;
 
 function callError(code: status, details: string, trailers?: IncomingHttpHeaders): RawCallError {
-  return Object.assign(new Error(`${code} ${status[code]}: ${details}`), {
-    code,
-    details,
-    metadata: trailers ? Metadata.fromHttp2Headers(trailers) : new Metadata(),
-  });
+  return callFailure(code, details, trailers ? Metadata.fromHttp2Headers(trailers) : undefined);
 }
 
 /** gRPC's mapping of an HTTP status that is not 200 (when no grpc-status came). */

@@ -3,7 +3,7 @@ import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } fro
 import { Metadata, status } from '@grpc/grpc-js';
 import { beginWatches, type CallObserver, type CallWatch } from './call-observer';
 import type { ServerSurfaceCall } from './handlers';
-import { toServerError } from './status-mapper';
+import { callStatusOf } from './status-mapper';
 import { endWithMessage, UnaryMessageReader } from './grpc-frame';
 
 /**
@@ -160,8 +160,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     answer.then(
       (bytes) => this.answer(bytes),
       (err: unknown) => {
-        const mapped = toServerError(err, this.method);
-        this.fail({ code: mapped.code ?? status.UNKNOWN, details: mapped.details ?? mapped.message, metadata: mapped.metadata ?? null });
+        this.fail(callStatusOf(err, this.method));
       },
     );
   }

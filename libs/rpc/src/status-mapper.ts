@@ -1,5 +1,5 @@
 import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
-import { isGrpcStatusError, isMaasError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER, statusOf } from './errors';
+import { isGrpcStatusError, isMaasError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER, statusOf, type GrpcStatusError } from './errors';
 
 /**
  * Hook the boundary calls for errors that are not domain errors: they answer
@@ -20,6 +20,23 @@ export function markedRetryElsewhere(err: unknown): boolean {
   if (statusOf(err) !== status.RESOURCE_EXHAUSTED) return false;
   const trailers = (err as { metadata?: unknown }).metadata;
   return trailers instanceof Metadata && trailers.get(RETRY_ELSEWHERE_TRAILER).length > 0;
+}
+
+/** A status a call ends with: its code, its message and its trailers. */
+export interface CallStatus {
+  code: status;
+  details: string;
+  metadata: Metadata | null;
+}
+
+/** A failed call as a gRPC client reports it: `code`, `details`, and the trailers as `metadata`. */
+export interface CallFailure extends GrpcStatusError {
+  metadata: Metadata;
+}
+
+/** The error a client's failed call rejects with, worded as grpc-js words it (`<code> <NAME>: <details>`). */
+export function callFailure(code: status, details: string, metadata: Metadata = new Metadata()): CallFailure {
+  return Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata });
 }
 
 /** Replaces the reporter of unexpected handler errors (the apps pass their logger). */
@@ -55,4 +72,10 @@ export function toServerError(err: unknown, method: string): ServerErrorResponse
     code: status.INTERNAL,
     details: `internal error while handling ${method}; the server logged the cause`,
   });
+}
+
+/** What anything a handler threw answers the caller, as a {@link CallStatus} (see {@link toServerError}). */
+export function callStatusOf(err: unknown, method: string): CallStatus {
+  const answer = toServerError(err, method);
+  return { code: answer.code ?? status.UNKNOWN, details: answer.details ?? answer.message, metadata: answer.metadata ?? null };
 }
