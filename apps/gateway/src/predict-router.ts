@@ -80,12 +80,6 @@ function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer>
   };
 }
 
-/** A millisecond figure from a raw answer's headers (0 when absent or not a positive number). */
-function msOf(value: string | string[] | undefined): number {
-  const ms = Number(Array.isArray(value) ? value[0] : (value ?? 0));
-  return Number.isFinite(ms) && ms > 0 ? ms : 0;
-}
-
 const NEVER_CANCELLED = new Cancellation();
 
 /** A node's Predict: in this process when the node is embedded here, else through its raw client when the pool opened one, else through grpc-js. */
@@ -96,7 +90,7 @@ async function sendPredict(node: NodeHandle, request: PredictRequest, opts: Call
   }
   if (!node.raw) return callUnary(predictBytes(node), request, opts);
   const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
-  return encodedAnswer(message, msOf(headers[QUEUE_MS_HEADER]), msOf(headers[RUN_MS_HEADER]));
+  return encodedAnswer(message, headerMsOf(headers, QUEUE_MS_HEADER), headerMsOf(headers, RUN_MS_HEADER));
 }
 
 function validateRef(request: ModelRef): void {

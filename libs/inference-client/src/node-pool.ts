@@ -3,6 +3,7 @@ import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/d
 import { InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
 import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES, type CancelSignal } from '@maas/rpc';
 import type { Metadata } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
 
 /**
  * A node's Predict called in this process (a gateway with its node
@@ -13,7 +14,6 @@ export type InProcessPredict = (
   request: PredictRequest,
   opts: { deadline: number; signal: CancelSignal; metadata?: Metadata },
 ) => Promise<{ response: PredictResponse; queueMs: number; runMs: number }>;
-import type { Logger } from 'pino';
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
 export interface NodeHandle {
@@ -135,17 +135,20 @@ export class NodePool {
     if (!rawClient || (credentials && credentials._isSecure())) return undefined;
     const max = this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     // The same limits, window, keepalive and backoff as the grpc-js channel beside it.
-    // An address it cannot dial (not host:port) is left to grpc-js, which says what is wrong with it.
-    if (!/^(\[[0-9a-fA-F:.]+\]|[^:]+):\d+$/.test(address)) return undefined;
-    return new RawUnaryClient(address, {
-      maxReceiveMessageBytes: max,
-      maxSendMessageBytes: max,
-      receiveWindowBytes: RECEIVE_WINDOW_BYTES,
-      keepaliveMs: 30_000,
-      keepaliveTimeoutMs: 10_000,
-      initialReconnectBackoffMs: 200,
-      maxReconnectBackoffMs: 5_000,
-    });
+    try {
+      return new RawUnaryClient(address, {
+        maxReceiveMessageBytes: max,
+        maxSendMessageBytes: max,
+        receiveWindowBytes: RECEIVE_WINDOW_BYTES,
+        keepaliveMs: 30_000,
+        keepaliveTimeoutMs: 10_000,
+        initialReconnectBackoffMs: 200,
+        maxReconnectBackoffMs: 5_000,
+      });
+    } catch {
+      // An address it cannot dial (not host:port) is left to grpc-js, which says what is wrong with it.
+      return undefined;
+    }
   }
 
   private update(instances: ServiceInstance[]): void {

@@ -8,6 +8,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
+import type { IncomingHttpHeaders } from 'node:http2';
 import type { CancelSignal } from './cancellation';
 
 /** A generated client's unary method in its fullest overload. */
@@ -65,9 +66,10 @@ export const QUEUE_MS_HEADER = 'maas-queue-ms';
 /** Response header a node sets on a Predict answer: the milliseconds from its run's start to the outputs (onnxruntime and the batch split). */
 export const RUN_MS_HEADER = 'maas-run-ms';
 
-/** A millisecond figure a node reported in a Predict answer's headers (0 when it said none). */
-export function headerMsOf(headers: Metadata, name: string): number {
-  const value = Number(headers.get(name)[0] ?? 0);
+/** A millisecond figure a node reported in a Predict answer's headers, as grpc-js's Metadata or as raw HTTP/2 headers (0 when it said none). */
+export function headerMsOf(headers: Metadata | IncomingHttpHeaders, name: string): number {
+  const raw = headers instanceof Metadata ? headers.get(name)[0] : headers[name];
+  const value = Number((Array.isArray(raw) ? raw[0] : raw) ?? 0);
   return Number.isFinite(value) && value > 0 ? value : 0;
 }
 

@@ -245,6 +245,11 @@ describe('RawUnaryClient', () => {
     expect(await failure(c.call(PATH, Buffer.from('x'), { timeoutMs: 5000 }))).toMatchObject({ code, details: expect.stringMatching(details) });
   });
 
+  it('takes host:port (an IPv6 host in brackets) and refuses any other target, which its pool leaves to grpc-js', () => {
+    for (const address of ['127.0.0.1:50061', '[::1]:50061', 'node-a:1']) expect(() => client(address)).not.toThrow();
+    for (const address of ['dns:///node-a:50061', '::1:50061', 'node-a', 'node-a:0', 'node-a:70000']) expect(() => client(address)).toThrow(/host:port/);
+  });
+
   it('fails every call after close, and lets the calls already running finish', async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));

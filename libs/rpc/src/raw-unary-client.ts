@@ -128,10 +128,11 @@ export class RawUnaryClient {
     readonly address: string,
     private readonly options: RawUnaryClientOptions,
   ) {
-    const at = address.lastIndexOf(':');
-    this.host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-    this.port = Number(address.slice(at + 1));
-    if (!this.host || !Number.isInteger(this.port) || this.port <= 0 || this.port > 65535) throw new Error(`RawUnaryClient needs host:port, got "${address}"`);
+    // host:port, an IPv6 host in brackets; a target in any other form (a resolver's URI) is not dialled here.
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d+)$/.exec(address);
+    this.host = match?.[1] ?? match?.[2] ?? '';
+    this.port = Number(match?.[3]);
+    if (!match || this.port <= 0 || this.port > 65535) throw new Error(`RawUnaryClient needs host:port, got "${address}"`);
     this.backoffMs = options.initialReconnectBackoffMs ?? 200;
   }
 
