@@ -231,7 +231,9 @@ export class PredictRouter {
 
   /** Routes a Predict and answers with the node's PredictResponse, decoded. */
   async predict(request: PredictRequest, ctx: CallContext): Promise<PredictResponse> {
-    return decodePredictResponse(await this.predictEncoded(request, ctx));
+    const answer = await this.answer(request, ctx);
+    // A node in this process answered decoded: no encoding to decode again.
+    return answer.response ?? decodePredictResponse(answer.bytes);
   }
 
   /**
@@ -240,6 +242,11 @@ export class PredictRouter {
    * and re-encoding them.
    */
   async predictEncoded(request: PredictRequest, ctx: CallContext): Promise<Buffer> {
+    return (await this.answer(request, ctx)).bytes;
+  }
+
+  /** Routes a Predict: the node's answer, as it came (see {@link NodeAnswer}). */
+  private async answer(request: PredictRequest, ctx: CallContext): Promise<NodeAnswer> {
     const deadline = Number.isFinite(ctx.deadline) ? ctx.deadline : Date.now() + (this.options.defaultTimeoutMs ?? 30_000);
     const routed = { ...ctx, deadline };
     try {
@@ -249,13 +256,13 @@ export class PredictRouter {
       const held = this.resolver.peek(request);
       if (held) {
         const answer = this.route(request, held.version, routed).then(
-          (bytes) => ({ bytes }),
+          (answered) => ({ answered }),
           (err: unknown) => ({ err }),
         );
         if (await held.current) {
           const outcome = await answer;
           if ('err' in outcome) throw outcome.err;
-          return outcome.bytes;
+          return outcome.answered;
         }
         // Not current any more (a write moved the model on): that answer is dropped, unread.
       }
@@ -269,7 +276,7 @@ export class PredictRouter {
   }
 
   /** Routes a resolved Predict: alone, or stacked with others of its version (see {@link PredictCoalescer}). */
-  private async route(request: PredictRequest, version: ModelVersion, ctx: CallContext): Promise<Buffer> {
+  private async route(request: PredictRequest, version: ModelVersion, ctx: CallContext): Promise<NodeAnswer> {
     const key = `${version.model}:${version.version}`;
     // The artifact travels with the request: a node answers only from a session of exactly it.
     const forwarded: PredictRequest = { ...request, model: version.model, version: version.version, alias: '', sha256: version.sha256 };
@@ -282,7 +289,7 @@ export class PredictRouter {
       const maxRows = this.coalescer && isBatchable(version.inputs, version.outputs) ? (version.runtime?.maxBatchSize ?? 0) : 0;
       if (maxRows > 1) answered = await this.coalescer!.submit(key, maxRows, forwarded, ctx, send, this.admission.inFlightOf(key) > 1);
       answered ??= await send(forwarded, ctx);
-      return answered.bytes;
+      return answered;
     } finally {
       this.admission.done(key, answered !== undefined);
       this.options.statistics?.record({
