@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     let gateway: BenchProcess;
     if (opts.embedded) {
       gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, ...nodeEnv, GATEWAY_EMBEDDED_NODE: 'on' }, [], flags('gateway'));
-      nodePort = Number((gateway.ready.embeddedNode as { address: string }).address.split(':').pop());
+      nodePort = (gateway.ready.embeddedNode as { port: number }).port;
     } else {
       const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
       servers.push(node);

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
       httpPort: app.httpPort,
       auth: config.auth,
       discovery: config.consulAddress ? `consul ${config.consulAddress}` : `static ${(embedded?.inferenceNodes ?? config.inferenceNodes).join(',')}`,
-      embeddedNode: embedded ? { id: embedded.node.nodeId, address: embedded.node.address, metricsPort: embedded.node.metricsPort } : undefined,
+      embeddedNode: embedded ? { id: embedded.node.nodeId, address: embedded.node.address, port: embedded.node.port, metricsPort: embedded.node.metricsPort } : undefined,
     },
     'listening',
   );

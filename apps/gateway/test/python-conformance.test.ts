@@ -112,9 +112,9 @@ describeIf('public API through a Python grpcio client', () => {
     // Node a runs inside gateway A (GATEWAY_EMBEDDED_NODE): A calls it in-process and node b over the wire;
     // gateway B reaches both over the wire, so every test crosses both paths to the same node.
     const gatewayA = await start('gateway-a', 'apps/gateway/src/main.ts', gatewayEnv([`127.0.0.1:${nodeB.port}`], { ...nodeEnv('a'), GATEWAY_EMBEDDED_NODE: 'on' }));
-    const embedded = gatewayA.ready.embeddedNode as { id: string; address: string; metricsPort: number };
+    const embedded = gatewayA.ready.embeddedNode as { id: string; address: string; port: number; metricsPort: number };
     if (embedded?.id !== 'node-a') throw new Error(`gateway A did not report its embedded node: ${JSON.stringify(gatewayA.ready)}`);
-    const nodeA = { port: Number(embedded.address.split(':').pop()), metricsPort: embedded.metricsPort, pid: gatewayA.pid };
+    const nodeA = { port: embedded.port, metricsPort: embedded.metricsPort, pid: gatewayA.pid };
     const nodes = [nodeA, nodeB];
     const gatewayB = await start('gateway-b', 'apps/gateway/src/main.ts', gatewayEnv([embedded.address, `127.0.0.1:${nodeB.port}`], { GATEWAY_MAX_MESSAGE_BYTES: String(SMALL_LIMIT) }));
 
