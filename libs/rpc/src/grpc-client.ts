@@ -30,10 +30,15 @@ export interface CallOpts {
   signal?: CancelSignal;
 }
 
+/** The call's absolute deadline from {@link CallOpts}, epoch ms; Infinity when it has none. */
+export function deadlineMsOf(opts: CallOpts): number {
+  return opts.deadlineMs ?? (opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity);
+}
+
 /** Translates {@link CallOpts} into grpc-js call options. */
 export function grpcCallOptions(opts: CallOpts): Partial<CallOptions> {
-  const deadline = opts.deadlineMs ?? (opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : undefined);
-  return deadline !== undefined && Number.isFinite(deadline) ? { deadline: new Date(deadline) } : {};
+  const deadline = deadlineMsOf(opts);
+  return Number.isFinite(deadline) ? { deadline: new Date(deadline) } : {};
 }
 
 /**

@@ -1,7 +1,7 @@
 import { connect as netConnect } from 'node:net';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
-import type { CallOpts } from './grpc-client';
+import { deadlineMsOf, type CallOpts } from './grpc-client';
 import { endWithMessage, UnaryMessageReader } from './grpc-frame';
 import { callFailure, type CallFailure } from './status-mapper';
 
@@ -152,7 +152,7 @@ export class RawUnaryClient {
         reject(callError(status.CANCELLED, 'Cancelled on client'));
         return;
       }
-      const deadline = opts.deadlineMs ?? (opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity);
+      const deadline = deadlineMsOf(opts);
       const left = deadline - Date.now();
       if (left <= 0) {
         reject(callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
