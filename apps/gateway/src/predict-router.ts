@@ -1,26 +1,22 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { decodePredictResponse, encodePredictRequest, InferenceServiceWire, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { decodePredictResponse, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
 import {
-  callUnary,
   Cancellation,
+  deadlineMsOf,
   DeadlineExceededError,
   InvalidArgumentError,
   markedRetryElsewhere,
   ResourceExhaustedError,
   statusOf,
-  headerMsOf,
-  QUEUE_MS_HEADER,
-  RUN_MS_HEADER,
   UnavailableError,
   validateAlias,
   validateModelName,
   type ModelRef,
-  type UnaryMethod,
   type CancelSignal,
   type CallOpts,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
-import type { NodeHandle, NodePool } from '@maas/inference-client';
+import { predictOnNode, type NodeHandle, type NodePool } from '@maas/inference-client';
 import { Admission } from './admission';
 import { runAttempts, silentForMs } from './hedged-attempts';
 import { decodedAnswer, encodedAnswer, PredictCoalescer, type CoalescerOptions, type NodeAnswer } from './predict-coalescer';
@@ -45,11 +41,8 @@ function retryElsewhere(err: unknown): boolean {
 /** grpc-js's own words when an answer is over the channel's receive limit. */
 const OVER_LIMIT = /^Received message larger than max \((\d+) vs\.? (\d+)\)/;
 
-const PREDICT_PATH = InferenceServiceWire.predict.path;
-
 /** A node is stuck when silent with calls outstanding for 4 × the hedge delay, and never sooner than this. */
 const STUCK_FLOOR_MS = 500;
-const asIs = (bytes: Buffer): Buffer => bytes;
 
 /**
  * What a node's answer says about its speed: the round trip without the wait
@@ -64,33 +57,16 @@ export function serviceMs(ms: number, queueMs: number, load: number): number {
   return Math.max(0, ms - queueMs) / Math.max(1, load);
 }
 
-/** A node's Predict that leaves the answer encoded and reads the queue wait from its headers. */
-function predictBytes(node: NodeHandle): UnaryMethod<PredictRequest, NodeAnswer> {
-  return (request, metadata, options, callback) => {
-    let queueMs = 0;
-    let runMs = 0;
-    const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
-      callback(err, err ? undefined! : encodedAnswer(bytes!, queueMs, runMs)),
-    );
-    call.on('metadata', (headers) => {
-      queueMs = headerMsOf(headers, QUEUE_MS_HEADER);
-      runMs = headerMsOf(headers, RUN_MS_HEADER);
-    });
-    return call;
-  };
-}
-
 const NEVER_CANCELLED = new Cancellation();
 
-/** A node's Predict: in this process when the node is embedded here, else through its raw client when the pool opened one, else through grpc-js. */
+/** A node's Predict: in this process when the node is embedded here, else over the wire (see predictOnNode). */
 async function sendPredict(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<NodeAnswer> {
   if (node.local) {
-    const { response, queueMs, runMs } = await node.local(request, { deadline: opts.deadlineMs ?? Infinity, signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
+    const { response, queueMs, runMs } = await node.local(request, { deadline: deadlineMsOf(opts), signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
     return decodedAnswer(response, queueMs, runMs);
   }
-  if (!node.raw) return callUnary(predictBytes(node), request, opts);
-  const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
-  return encodedAnswer(message, headerMsOf(headers, QUEUE_MS_HEADER), headerMsOf(headers, RUN_MS_HEADER));
+  const { bytes, queueMs, runMs } = await predictOnNode(node, request, opts);
+  return encodedAnswer(bytes, queueMs, runMs);
 }
 
 function validateRef(request: ModelRef): void {

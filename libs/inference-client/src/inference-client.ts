@@ -1,8 +1,8 @@
 import { status, type ChannelCredentials, type Metadata } from '@grpc/grpc-js';
 import { createDiscovery, rankNodes, SERVICE_INFERENCE, type Discovery } from '@maas/discovery';
-import { decodePredictResponse, encodePredictRequest, InferenceServiceWire, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { callUnary, DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError, type CancelSignal } from '@maas/rpc';
-import { NodePool, type NodeHandle } from './node-pool';
+import { decodePredictResponse, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { DeadlineExceededError, markedRetryElsewhere, statusOf, UnavailableError, type CancelSignal } from '@maas/rpc';
+import { NodePool, predictOnNode, type NodeHandle } from './node-pool';
 
 /** Options of {@link InferenceClient}. */
 export interface InferenceClientOptions {
@@ -40,8 +40,6 @@ export interface PredictOptions {
   signal?: CancelSignal;
   metadata?: Metadata;
 }
-
-const PREDICT_PATH = InferenceServiceWire.predict.path;
 
 /** Failures another node may not have: the node is down, draining, or full. */
 function worthAnotherNode(err: unknown): boolean {
@@ -100,10 +98,7 @@ export class InferenceClient {
       if (Date.now() >= deadline) break;
       node.inFlight += 1;
       try {
-        const callOpts = { deadlineMs: deadline, signal: opts.signal, metadata: opts.metadata };
-        const answer = node.raw
-          ? decodePredictResponse((await node.raw.call(PREDICT_PATH, encodePredictRequest(request), callOpts)).message)
-          : await callUnary(node.client.predict.bind(node.client), request, callOpts);
+        const answer = decodePredictResponse((await predictOnNode(node, request, { deadlineMs: deadline, signal: opts.signal, metadata: opts.metadata })).bytes);
         if (request.version <= 0) this.aliases.set(aliasKey, answer.version);
         return answer;
       } catch (err) {

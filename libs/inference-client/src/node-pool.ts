@@ -1,7 +1,19 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { defaultClientOptions, RawUnaryClient, RECEIVE_WINDOW_BYTES, MAX_MESSAGE_BYTES, type CancelSignal } from '@maas/rpc';
+import { encodePredictRequest, InferenceServiceWire, InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
+import {
+  callUnary,
+  defaultClientOptions,
+  headerMsOf,
+  MAX_MESSAGE_BYTES,
+  QUEUE_MS_HEADER,
+  RawUnaryClient,
+  RECEIVE_WINDOW_BYTES,
+  RUN_MS_HEADER,
+  type CallOpts,
+  type CancelSignal,
+  type UnaryMethod,
+} from '@maas/rpc';
 import type { Metadata } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 
@@ -14,6 +26,42 @@ export type InProcessPredict = (
   request: PredictRequest,
   opts: { deadline: number; signal: CancelSignal; metadata?: Metadata },
 ) => Promise<{ response: PredictResponse; queueMs: number; runMs: number }>;
+
+/** A node's Predict answer as it came: the encoded PredictResponse, and the queue and run figures of its headers. */
+export interface EncodedPrediction {
+  bytes: Buffer;
+  queueMs: number;
+  runMs: number;
+}
+
+const PREDICT_PATH = InferenceServiceWire.predict.path;
+const asIs = (bytes: Buffer): Buffer => bytes;
+
+/** A node's Predict through grpc-js that leaves the answer encoded and reads the figures from its headers. */
+function grpcPredict(node: NodeHandle): UnaryMethod<PredictRequest, EncodedPrediction> {
+  return (request, metadata, options, callback) => {
+    let queueMs = 0;
+    let runMs = 0;
+    const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
+      callback(err, err ? undefined! : { bytes: bytes!, queueMs, runMs }),
+    );
+    call.on('metadata', (headers) => {
+      queueMs = headerMsOf(headers, QUEUE_MS_HEADER);
+      runMs = headerMsOf(headers, RUN_MS_HEADER);
+    });
+    return call;
+  };
+}
+
+/**
+ * Sends a Predict over the wire to a node: on its raw client when the pool
+ * opened one, else through grpc-js; the answer stays encoded.
+ */
+export async function predictOnNode(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<EncodedPrediction> {
+  if (!node.raw) return callUnary(grpcPredict(node), request, opts);
+  const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
+  return { bytes: message, queueMs: headerMsOf(headers, QUEUE_MS_HEADER), runMs: headerMsOf(headers, RUN_MS_HEADER) };
+}
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */
 export interface NodeHandle {

@@ -72,6 +72,15 @@ describe('InferenceClient against real nodes', () => {
       const out = answer.outputs[0];
       expect(Buffer.from(out.rawData)).toEqual(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength));
     }
+    // The same answer through grpc-js, as over TLS (raw: false).
+    const viaGrpcJs = new InferenceClient({ nodes: nodes.map((n) => n.address), defaultTimeoutMs: 20_000, raw: false });
+    try {
+      const answer = await viaGrpcJs.predict(request(values));
+      expect({ model: answer.model, version: answer.version }).toEqual({ model: 'direct', version });
+      expect(Buffer.from(answer.outputs[0].rawData)).toEqual(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength));
+    } finally {
+      await viaGrpcJs.close();
+    }
     // Which nodes loaded it: only homes (after the first call, which no rank could know, ranked by the model's name).
     const homes = new Set(homeNodes('direct', version, client.nodeIds, 2));
     const holders: string[] = [];
