@@ -115,40 +115,22 @@ async function main(): Promise<void> {
     const registry = await startRegistry(work, redis.url, { REGISTRY_MAX_UPLOAD_BYTES: '2GiB', REGISTRY_VERIFY_MAX_BYTES: '64MiB' });
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
-    const node = await startServer('inference', 'apps/inference/src/main.ts', {
+    const nodeEnv = (id: string) => ({
       INFERENCE_PORT: '0',
-      INFERENCE_NODE_ID: 'bench-node',
-      INFERENCE_CACHE_DIR: join(work, 'node'),
+      INFERENCE_NODE_ID: id,
+      INFERENCE_CACHE_DIR: join(work, id),
       REGISTRY_ADDRESS: registryAddress,
       // One intra-op thread per session: the tiny MLP runs fastest so, and the medium model gets its
       // parallelism from two instances (see the medium scenario) rather than from split operators.
       INFERENCE_INTRA_OP_THREADS: '1',
     });
+    const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
+    const node = await startServer('inference', 'apps/inference/src/main.ts', nodeEnv('bench-node'));
     servers.push(node);
-    const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', {
-      GATEWAY_PORT: '0',
-      GATEWAY_HTTP_PORT: '0',
-      GATEWAY_AUTH: 'off',
-      INFERENCE_NODES: `127.0.0.1:${node.port}`,
-      REGISTRY_ADDRESS: registryAddress,
-      REDIS_URL: redis.url,
-      GATEWAY_HOME_NODES: '1',
-    });
+    const gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, INFERENCE_NODES: `127.0.0.1:${node.port}` });
     servers.push(gateway);
     // The same gateway with a node of its own inside (GATEWAY_EMBEDDED_NODE=on) and no other: every Predict in-process.
-    const embedded = await startServer('gateway+node', 'apps/gateway/src/main.ts', {
-      GATEWAY_PORT: '0',
-      GATEWAY_HTTP_PORT: '0',
-      GATEWAY_AUTH: 'off',
-      GATEWAY_EMBEDDED_NODE: 'on',
-      INFERENCE_PORT: '0',
-      INFERENCE_NODE_ID: 'bench-embedded-node',
-      INFERENCE_CACHE_DIR: join(work, 'embedded-node'),
-      INFERENCE_INTRA_OP_THREADS: '1',
-      REGISTRY_ADDRESS: registryAddress,
-      REDIS_URL: redis.url,
-      GATEWAY_HOME_NODES: '1',
-    });
+    const embedded = await startServer('gateway+node', 'apps/gateway/src/main.ts', { ...gatewayEnv, ...nodeEnv('bench-embedded-node'), GATEWAY_EMBEDDED_NODE: 'on' });
     servers.push(embedded);
     const embeddedAddress = `127.0.0.1:${embedded.port}`;
     const noop = await startServer('noop', 'bench/src/noop-server.ts', {}, ['12']);
