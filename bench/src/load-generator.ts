@@ -65,27 +65,38 @@ async function main(): Promise<void> {
 
   const latencies: number[] = [];
   const errors: Record<string, number> = {};
+  let completed = 0;
   const started = performance.now();
   const measureFrom = started + job.warmupMs;
   const end = measureFrom + job.durationMs;
-  // The parent reads every process's CPU time from /proc when the window opens and closes.
+  // The parent reads every process's CPU time from /proc when the window opens and when it closes. The
+  // window closes on time, not once the calls still out have drained: CPU per request is the window's CPU
+  // over the calls completed inside it, so neither the calls out when it opens nor the drain are counted
+  // without their share of the work.
   setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
+  const closed = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      process.stdout.write(`${PHASE_END}\n`);
+      resolve();
+    }, job.warmupMs + job.durationMs),
+  );
   const worker = async () => {
     while (performance.now() < end) {
       const t0 = performance.now();
       try {
         await call();
-        if (t0 >= measureFrom) latencies.push(performance.now() - t0);
+        const t1 = performance.now();
+        if (t0 >= measureFrom) latencies.push(t1 - t0);
+        if (t1 >= measureFrom && t1 < end) completed += 1;
       } catch (err) {
         const code = grpcStatus[(err as ServiceError).code] ?? 'UNKNOWN';
         errors[code] = (errors[code] ?? 0) + 1;
       }
     }
   };
-  await Promise.all(Array.from({ length: job.concurrency }, worker));
-  process.stdout.write(`${PHASE_END}\n`);
+  await Promise.all([...Array.from({ length: job.concurrency }, worker), closed]);
   close();
-  const result = summarise(latencies, job.durationMs / 1000, errors);
+  const result = summarise(latencies, job.durationMs / 1000, errors, completed);
   const usage = process.resourceUsage();
   process.stdout.write(`${JSON.stringify({ ...result, maxRss: usage.maxRSS * 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6 })}\n`);
 }

@@ -138,6 +138,11 @@ async function main(): Promise<void> {
     // The same bare server answering the medium model's output size: what moving its bytes alone costs.
     const noopMedium = await startServer('noop', 'bench/src/noop-server.ts', {}, [String(MEDIUM_OUTPUT_BYTES)]);
     servers.push(noopMedium);
+    // Both again on Node's HTTP/2 server with gRPC framing and none of grpc-js's per-call layers: the lower floor.
+    const noopRaw = await startServer('noop-raw', 'bench/src/noop-server.ts', {}, ['12', 'raw']);
+    servers.push(noopRaw);
+    const noopRawMedium = await startServer('noop-raw', 'bench/src/noop-server.ts', {}, [String(MEDIUM_OUTPUT_BYTES), 'raw']);
+    servers.push(noopRawMedium);
     const nodeAddress = `127.0.0.1:${node.port}`;
     const gatewayAddress = `127.0.0.1:${gateway.port}`;
     const noopAddress = `127.0.0.1:${noop.port}`;
@@ -164,6 +169,7 @@ async function main(): Promise<void> {
 
     // Tiny MLP: sweep concurrency on every path.
     const baselineB: Record<number, RunResult> = {};
+    const baselineRaw: Record<number, RunResult> = {};
     const gatewayMlp: Record<number, RunResult> = {};
     const gatewayMlpSolo: Record<number, RunResult> = {};
     const nodeMlp: Record<number, RunResult> = {};
@@ -172,6 +178,7 @@ async function main(): Promise<void> {
     for (const c of settings.sweep) {
       await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
       baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
+      baselineRaw[c] = await measure('tiny-mlp', 'B raw HTTP/2 (no-op)', c, load({ target: `127.0.0.1:${noopRaw.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noopRaw]);
       nodeMlp[c] = await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       if (c === 1) clientMlp = await measure('tiny-mlp', 'internal client (1 hop)', c, load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       // Both by alias: the two sides differ in batching only, not in how the version resolves.
@@ -195,6 +202,13 @@ async function main(): Promise<void> {
       32,
       load({ target: `127.0.0.1:${noopMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }),
       [noopMedium],
+    );
+    const bareRawMedium = await measure(
+      'ppocr-v4-rec',
+      'B raw HTTP/2 (no-op, same bytes)',
+      32,
+      load({ target: `127.0.0.1:${noopRawMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }),
+      [noopRawMedium],
     );
     // A request through the stack crosses two hops: the gateway is a server and a client of its bytes, the node a server.
     const transferFloor = 2 * cpuOf(bareMedium, 'noop') + cpuOf(bareMedium, 'load');
@@ -264,6 +278,13 @@ async function main(): Promise<void> {
         'T1ef',
         `T1e's floor: one bare grpc-js server taking the same bytes in and sending them out, with no serving (${cpuOf(bareMedium, 'noop').toFixed(2)} ms), ÷ raw onnxruntime's; what any process serving PP-OCRv4 over gRPC pays before its own work`,
         cpuOf(bareMedium, 'noop') / cpuOf(rawMedium, 'load'),
+        '<=',
+        0.1,
+      ),
+      target(
+        'T1erf',
+        `T1e's lower floor: the same on a raw HTTP/2 server with gRPC framing (${cpuOf(bareRawMedium, 'noop-raw').toFixed(2)} ms), the transport the node's and gateway's Predict routes use, ÷ raw onnxruntime's`,
+        cpuOf(bareRawMedium, 'noop-raw') / cpuOf(rawMedium, 'load'),
         '<=',
         0.1,
       ),

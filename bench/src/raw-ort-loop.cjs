@@ -7,9 +7,10 @@ const { performance } = require('node:perf_hooks');
 const { InferenceSession, Tensor } = require('onnxruntime-node');
 
 /**
- * Opens the session; the returned `measure(startAt)` runs the loops and
- * resolves with the latencies (ms) of runs started inside the window that
- * opens `warmupMs` after the epoch-ms `startAt` and lasts `durationMs`.
+ * Opens the session; the returned `measure(startAt)` runs the loops over the
+ * window that opens `warmupMs` after the epoch-ms `startAt` and lasts
+ * `durationMs`, and resolves with the latencies (ms) of runs started inside
+ * it and the count of runs completed inside it.
  */
 async function openLoop(job) {
   const session = await InferenceSession.create(job.modelPath, {
@@ -23,6 +24,7 @@ async function openLoop(job) {
   const values = Float32Array.from({ length: elements }, (_, i) => Math.sin(i));
   const measure = async (startAt) => {
     const latencies = [];
+    let completed = 0;
     const measureFrom = startAt + job.warmupMs;
     const end = measureFrom + job.durationMs;
     const loop = async () => {
@@ -31,11 +33,13 @@ async function openLoop(job) {
         const t0 = performance.now();
         await session.run({ [job.inputName]: new Tensor('float32', values, job.inputShape) });
         if (wall >= measureFrom) latencies.push(performance.now() - t0);
+        const done = Date.now();
+        if (done >= measureFrom && done < end) completed += 1;
       }
     };
     await Promise.all(Array.from({ length: job.concurrency }, loop));
     await session.release();
-    return latencies;
+    return { latencies, completed };
   };
   return { measure };
 }
@@ -45,7 +49,7 @@ module.exports = { openLoop };
 // On a worker thread: report ready once the session is open, measure from the start time the parent sends.
 if (!isMainThread) {
   openLoop(workerData).then(({ measure }) => {
-    parentPort.once('message', (startAt) => measure(startAt).then((latencies) => parentPort.postMessage(latencies)));
+    parentPort.once('message', (startAt) => measure(startAt).then((result) => parentPort.postMessage(result)));
     parentPort.postMessage('ready');
   });
 }

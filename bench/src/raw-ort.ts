@@ -7,7 +7,12 @@ import { Worker } from 'node:worker_threads';
 import { PHASE_END, PHASE_MEASURE } from './processes';
 import { summarise } from './stats';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { openLoop } = require('./raw-ort-loop.cjs') as { openLoop(job: RawJob): Promise<{ measure(startAt: number): Promise<number[]> }> };
+const { openLoop } = require('./raw-ort-loop.cjs') as { openLoop(job: RawJob): Promise<Loop> };
+
+/** One session's loops: latencies of runs started in the window, and runs completed in it. */
+interface Loop {
+  measure(startAt: number): Promise<{ latencies: number[]; completed: number }>;
+}
 
 interface RawJob {
   modelPath: string;
@@ -22,14 +27,14 @@ interface RawJob {
 }
 
 /** A session on a worker thread of its own, measuring once told when to start. */
-function threadLoop(job: RawJob): Promise<{ measure(startAt: number): Promise<number[]> }> {
+function threadLoop(job: RawJob): Promise<Loop> {
   const worker = new Worker(join(__dirname, 'raw-ort-loop.cjs'), { workerData: job });
   return new Promise((resolve, reject) => {
     worker.once('error', reject);
     worker.once('message', () =>
       resolve({
         measure: (startAt) =>
-          new Promise<number[]>((done, fail) => {
+          new Promise((done, fail) => {
             worker.once('message', done);
             worker.once('error', fail);
             worker.postMessage(startAt);
@@ -47,11 +52,19 @@ async function main(): Promise<void> {
   const loops =
     instances === 1 ? [await openLoop(job)] : await Promise.all(Array.from({ length: instances }, (_, i) => threadLoop({ ...job, concurrency: share(i) })));
   const startAt = Date.now();
-  // The loops measure from warmupMs after startAt; the parent reads CPU time from /proc then and at the end.
+  // The loops measure from warmupMs after startAt; the parent reads CPU time from /proc when the window
+  // opens and when it closes on time (see the load generator: the runs completed inside it are the count).
   setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
-  const latencies = (await Promise.all(loops.map((l) => l.measure(startAt)))).flat();
-  process.stdout.write(`${PHASE_END}\n`);
-  process.stdout.write(`${JSON.stringify({ ...summarise(latencies, job.durationMs / 1000), maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
+  const closed = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      process.stdout.write(`${PHASE_END}\n`);
+      resolve();
+    }, job.warmupMs + job.durationMs),
+  );
+  const [results] = await Promise.all([Promise.all(loops.map((l) => l.measure(startAt))), closed]);
+  const latencies = results.flatMap((r) => r.latencies);
+  const completed = results.reduce((sum, r) => sum + r.completed, 0);
+  process.stdout.write(`${JSON.stringify({ ...summarise(latencies, job.durationMs / 1000, {}, completed), maxRss: process.resourceUsage().maxRSS * 1024 })}\n`);
 }
 
 main().catch((err: unknown) => {

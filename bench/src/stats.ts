@@ -1,8 +1,9 @@
 /** Latency summary of one load run, in milliseconds. */
 export interface RunResult {
+  /** Requests completed inside the measured window. */
   count: number;
   errors: Record<string, number>;
-  /** Completed requests per second. */
+  /** Requests completed inside the measured window, per second. */
   throughput: number;
   p50: number;
   p90: number;
@@ -26,13 +27,18 @@ export function quantile(sorted: readonly number[], q: number): number {
   return sorted[rank];
 }
 
-/** Summarises per-request latencies (ms) measured over `seconds`. */
-export function summarise(latencies: number[], seconds: number, errors: Record<string, number> = {}): RunResult {
+/**
+ * Summarises a measured window of `seconds`: `completed` requests finished
+ * inside it (the count throughput and CPU per request go by, since the CPU
+ * time is read over the same window), and the latencies (ms) of requests
+ * started inside it.
+ */
+export function summarise(latencies: number[], seconds: number, errors: Record<string, number> = {}, completed = latencies.length): RunResult {
   const sorted = [...latencies].sort((a, b) => a - b);
   return {
-    count: sorted.length,
+    count: completed,
     errors,
-    throughput: sorted.length / seconds,
+    throughput: completed / seconds,
     p50: quantile(sorted, 0.5),
     p90: quantile(sorted, 0.9),
     p99: quantile(sorted, 0.99),

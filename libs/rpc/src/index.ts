@@ -4,6 +4,7 @@ export * from './cancellation';
 export * from './handlers';
 export * from './call-observer';
 export * from './raw-unary';
+export * from './grpc-frame';
 export * from './raw-unary-client';
 export * from './grpc-server';
 export * from './grpc-client';
