@@ -1,6 +1,6 @@
 import { DataType, type Tensor } from '@maas/proto';
 import { ResourceExhaustedError } from '@maas/rpc';
-import { DynamicBatcher } from './dynamic-batcher';
+import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
 
 const row = (): Tensor[] => [{ name: 'x', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 1], rawData: Buffer.alloc(4), stringData: [] }];
 
@@ -54,9 +54,20 @@ describe('DynamicBatcher adaptive batch size', () => {
 
   it('fills batches to max_batch_size when not adaptive', async () => {
     const sizes: number[] = [];
-    const batcher = new DynamicBatcher(slowerStacked(sizes), options);
+    const events: BatchEvent[] = [];
+    const batcher = new DynamicBatcher(slowerStacked(sizes), options, (event) => events.push(event));
     await Promise.all(Array.from({ length: 41 }, () => batcher.submit(row(), ['x'])));
     expect(sizes).toEqual([1, ...Array(10).fill(4)]);
     expect(batcher.batchLimit).toBe(4);
+    // Each run's event carries the CPU time its session reported, for maas_inference_run_cpu_seconds_total.
+    expect(events.map((e) => [e.rows, e.cpuSeconds])).toEqual([[1, 0.002], ...Array(10).fill([4, 0.02])]);
+  });
+
+  it('leaves a run\'s CPU time out of its event when the session did not measure it', async () => {
+    const events: BatchEvent[] = [];
+    const batcher = new DynamicBatcher(async (inputs) => ({ outputs: inputs }), options, (event) => events.push(event));
+    await batcher.submit(row(), ['x']);
+    expect(events).toHaveLength(1);
+    expect(events[0].cpuSeconds).toBeUndefined();
   });
 });

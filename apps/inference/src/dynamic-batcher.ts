@@ -40,6 +40,8 @@ export interface BatchEvent {
   /** Seconds the oldest request of the batch waited in the queue. */
   queueSeconds: number;
   runSeconds: number;
+  /** CPU seconds the session's thread spent on the run, where it measured them (session threads on Linux). */
+  cpuSeconds?: number;
 }
 
 interface Pending {
@@ -248,8 +250,11 @@ export class DynamicBatcher {
     const rows = batch.reduce((n, r) => n + r.rows, 0);
     this.runningRows += rows;
     for (const r of batch) r.onRun?.(started - r.enqueued);
+    let cpuMs: number | undefined;
     try {
-      const { outputs, cpuMs } = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
+      const ran = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
+      const outputs = ran.outputs;
+      cpuMs = ran.cpuMs;
       const parts = splitOutputs(outputs, batch.map((r) => r.rows));
       // The run's CPU time where its session thread measured it (wall time counts whatever else held the
       // cores meanwhile), for runs long enough that the kernel's tick-grained figure means something;
@@ -265,7 +270,7 @@ export class DynamicBatcher {
       const runMs = performance.now() - started;
       const perRow = runMs / Math.max(1, rows);
       this.msPerRow = this.msPerRow === 0 ? perRow : 0.8 * this.msPerRow + 0.2 * perRow;
-      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: runMs / 1000 });
+      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: runMs / 1000, cpuSeconds: cpuMs === undefined ? undefined : cpuMs / 1000 });
       this.dispatch();
     }
   }

@@ -27,12 +27,20 @@ export function registerInferenceMetrics(registry: Registry, manager: ModelManag
     registers: [registry],
   });
   const batches = new Counter({ name: 'maas_inference_batches_total', help: 'onnxruntime runs', labelNames: ['model', 'version'], registers: [registry] });
+  // What onnxruntime itself costs, apart from the node's own work around it (the process's CPU minus this).
+  const runCpu = new Counter({
+    name: 'maas_inference_run_cpu_seconds_total',
+    help: 'CPU time session threads spent in onnxruntime runs, by model and version (versions on session threads, Linux)',
+    labelNames: ['model', 'version'],
+    registers: [registry],
+  });
   manager.events.on('batch', (event: BatchEvent & { model: string; version: number }) => {
     const labels = { model: event.model, version: String(event.version) };
     batchSize.observe(labels, event.rows);
     queue.observe(labels, event.queueSeconds);
     run.observe(labels, event.runSeconds);
     batches.inc(labels);
+    if (event.cpuSeconds !== undefined) runCpu.inc(labels, event.cpuSeconds);
   });
   new Gauge({
     name: 'maas_inference_loaded_versions',

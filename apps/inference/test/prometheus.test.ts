@@ -26,6 +26,13 @@ if (!prometheus) console.warn('Prometheus scrape test skipped: the Debian promet
     });
   }, 60_000);
 
+  /** The result of an instant query on the scraping Prometheus. */
+  const query = async (q: string) => {
+    const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`);
+    const body = (await res.json()) as { data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+    return body.data?.result ?? [];
+  };
+
   afterAll(async () => {
     prom.kill('SIGTERM');
     await new Promise((resolve) => prom.once('exit', resolve));
@@ -36,11 +43,6 @@ if (!prometheus) console.warn('Prometheus scrape test skipped: the Debian promet
   it('finds per-model request and batch-size series through its query API', async () => {
     const version = await f.push('scraped', mlpModel());
     for (let i = 0; i < 5; i++) await f.predict('scraped', version, [floatTensor('input', [1, 4], [1, 2, 3, 4])]);
-    const query = async (q: string) => {
-      const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(q)}`);
-      const body = (await res.json()) as { data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
-      return body.data?.result ?? [];
-    };
     const requests = await waitFor(
       async () => {
         const result = await query('maas_rpc_requests_total{method="Predict",model="scraped",code="OK"}');
@@ -51,5 +53,22 @@ if (!prometheus) console.warn('Prometheus scrape test skipped: the Debian promet
     expect(requests[0].metric).toMatchObject({ service: 'inference', version: String(version), job: 'maas' });
     const batches = await query('maas_inference_batch_size_count{model="scraped"}');
     expect(Number(batches[0].value[1])).toBeGreaterThanOrEqual(1);
+    // Runs on the event loop's thread have no CPU time of their own to report.
+    expect(await query('maas_inference_run_cpu_seconds_total{model="scraped"}')).toEqual([]);
+  });
+
+  it('has the CPU time of onnxruntime runs for a version on session threads', async () => {
+    const version = await f.push('threaded', mlpModel(), { instanceCount: 2 });
+    for (let i = 0; i < 5; i++) await f.predict('threaded', version, [floatTensor('input', [1, 4], [1, 2, 3, 4])]);
+    const series = await waitFor(
+      async () => {
+        const result = await query('maas_inference_run_cpu_seconds_total{model="threaded"}');
+        return result.length > 0 ? result : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, description: 'prometheus to scrape the run CPU series' },
+    );
+    expect(series[0].metric).toMatchObject({ model: 'threaded', version: String(version) });
+    // A tiny model's runs are shorter than the kernel's accounting tick, so the sum may still read 0.
+    expect(Number(series[0].value[1])).toBeGreaterThanOrEqual(0);
   });
 });
