@@ -13,7 +13,24 @@ export interface BenchProcess {
   port: number;
   /** Its "listening" line (a gateway's embedded node, say). */
   ready: Record<string, unknown>;
+  /** Where its node's /metrics answer (a node's, or a gateway's embedded node's), when they are on. */
+  nodeMetricsPort?: number;
   stop(): Promise<void>;
+}
+
+/** A window's entry for the CPU time a process's session threads spent inside onnxruntime runs. */
+export const ONNXRUNTIME_SUFFIX = ' in onnxruntime';
+
+/** The node's maas_inference_run_cpu_seconds_total summed over versions; NaN when it cannot be read. */
+async function runCpuSecondsOf(metricsPort: number): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split('\n')) if (line.startsWith('maas_inference_run_cpu_seconds_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    return sum;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function nodeArgs(entry: string, args: string[], nodeFlags: string[] = []): string[] {
@@ -58,11 +75,14 @@ export function startServer(name: string, entry: string, extraEnv: Record<string
       if (!line.includes('"listening"')) return;
       const ready = JSON.parse(line) as Record<string, unknown>;
       child.removeAllListeners('exit');
+      const embedded = ready.embeddedNode as { metricsPort?: number } | undefined;
+      const nodeMetricsPort = (embedded ? embedded.metricsPort : name === 'inference' ? ready.metricsPort : undefined) as number | undefined;
       resolvePromise({
         name,
         child,
         port: ready.port as number,
         ready,
+        nodeMetricsPort,
         stop: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null) return done();
@@ -87,26 +107,40 @@ export type WindowCpu = Record<string, number>;
 /**
  * Runs a one-shot job process and parses the JSON it prints last. With
  * `watch`, reads the CPU time of those processes and of the job from /proc
- * when the job opens and closes its measured window.
+ * when the job opens and closes its measured window, and of the watched
+ * nodes' onnxruntime runs from their metrics (`<name> in onnxruntime`).
  */
 export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []): Promise<T & { windowCpu?: WindowCpu }> {
   const child = spawn(process.execPath, nodeArgs(entry, [JSON.stringify(job)]), { cwd: REPO_ROOT, env: env({}), stdio: ['ignore', 'pipe', 'inherit'] });
   const processes = () => [{ name: 'load', pid: child.pid! }, ...watch.map((w) => ({ name: w.name, pid: w.child.pid! }))];
+  const nodes = watch.filter((w) => w.nodeMetricsPort !== undefined);
   let opened: WindowCpu | undefined;
   let windowCpu: WindowCpu | undefined;
   const sample = () => Object.fromEntries(processes().map((p) => [p.name, cpuSecondsOf(p.pid)]));
+  // Scraped as the window opens and closes; a scrape takes milliseconds of a window of seconds. Versions
+  // run on the event loop's thread have no such figure, and no entry.
+  const scrape = () => Promise.all(nodes.map(async (w) => [`${w.name}${ONNXRUNTIME_SUFFIX}`, await runCpuSecondsOf(w.nodeMetricsPort!)] as const));
+  let runsOpened: Promise<ReadonlyArray<readonly [string, number]>> | undefined;
+  let runsClosed: Promise<ReadonlyArray<readonly [string, number]>> | undefined;
   let last = '';
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line === PHASE_MEASURE) opened = sample();
-    else if (line === PHASE_END && opened) {
+    if (line === PHASE_MEASURE) {
+      opened = sample();
+      runsOpened = scrape();
+    } else if (line === PHASE_END && opened) {
       const closed = sample();
+      runsClosed = scrape();
       windowCpu = Object.fromEntries(Object.entries(closed).map(([name, seconds]) => [name, seconds - opened![name]]));
     } else if (line.trim()) last = line;
   });
   return new Promise((resolvePromise, reject) => {
-    child.once('close', (code) => {
+    child.once('close', async (code) => {
       if (code !== 0) return reject(new Error(`${entry} exited with ${code}`));
       try {
+        if (windowCpu && runsOpened && runsClosed) {
+          const [from, to] = await Promise.all([runsOpened, runsClosed]);
+          for (const [i, [name, seconds]] of to.entries()) if (seconds - from[i][1] > 0) windowCpu[name] = seconds - from[i][1];
+        }
         resolvePromise({ ...(JSON.parse(last) as T), windowCpu });
       } catch (err) {
         reject(new Error(`${entry} printed no result: ${String(err)}`));
