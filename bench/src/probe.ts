@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     const registry = await startRegistry(work, redis.url);
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
-    const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads };
+    const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads, METRICS_PORT: '0' };
     const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1' };
     let nodePort: number;
     let gateway: BenchProcess;
@@ -75,12 +75,14 @@ async function main(): Promise<void> {
     };
     const before = servers.map((s) => cpuSecondsOf(s.child.pid!));
     const started = performance.now();
-    const result = await runJob<RunResult>('bench/src/load-generator.ts', job);
+    const result = await runJob<RunResult>('bench/src/load-generator.ts', job, servers);
     const wall = (performance.now() - started) / 1000;
     const cores = Object.fromEntries(servers.map((s, i) => [s.name, Number(((cpuSecondsOf(s.child.pid!) - before[i]) / wall).toFixed(2))]));
     cores['load generator'] = Number(((result.cpuSeconds ?? NaN) / wall).toFixed(2));
+    // CPU ms per request over the measured window, as the bench reports it (with the nodes' onnxruntime runs apart).
+    const cpuMsPerRequest = Object.fromEntries(Object.entries(result.windowCpu ?? {}).map(([name, seconds]) => [name, Number(((seconds * 1000) / result.count).toFixed(3))]));
     process.stdout.write(
-      `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores })}\n`,
+      `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores, cpuMsPerRequest })}\n`,
     );
   } finally {
     for (const server of servers.reverse()) await server.stop();

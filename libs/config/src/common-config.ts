@@ -120,8 +120,13 @@ export function applyHeapGrowing(config: { heapGrowingPercent: number }): void {
  * overload reached the load generator later (p99 0.9-1.0 s against 0.6 s at
  * 3x on the shared cores). Nodes keep the defaults:
  * onnxruntime has its own arenas and their memory accounting is calibrated
- * on them. Compose sets these on those services; `maas dev` and the tests'
- * process starter too.
+ * on them. So does a gateway with its node embedded: onnxruntime-node
+ * allocates every output afresh (1 MB a PP-OCRv4 run), which these settings
+ * hand back and fault in again on every run; `bench:probe --embedded` on
+ * PP-OCRv4 at c=32 went from 59-61 req/s and 24.6-24.9 ms of the gateway's CPU
+ * per inference to 23-28 req/s and 40-49 ms with them (set on every process
+ * of the probe). Compose sets these on the relaying gateway and the registry;
+ * `maas dev`, the tests' process starter and the bench too.
  */
 export const BUFFER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_ARENA_MAX: '2' };
 

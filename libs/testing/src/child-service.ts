@@ -149,8 +149,9 @@ export interface TestService {
  * its own process and waits for its `listening` log line.
  */
 export async function startService(name: string, entry: string, env: Record<string, string>, options: { logFile?: string } = {}): Promise<TestService> {
-  // The gateway and the registry run with the malloc settings compose and `maas dev` give them.
-  const malloc = /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) ? BUFFER_MALLOC_ENV : {};
+  // The relaying gateway and the registry run with the malloc settings compose and `maas dev` give them (a gateway with a
+  // node embedded keeps glibc's defaults, as nodes do).
+  const malloc = /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) && env.GATEWAY_EMBEDDED_NODE !== 'on' ? BUFFER_MALLOC_ENV : {};
   // A gateway's REST side on a free port, unless the test names one: several gateways share a machine here.
   const rest = /apps\/gateway\/src\/main\.ts$/.test(entry) ? { GATEWAY_HTTP_PORT: '0' } : {};
   const child = await startChild({ entry, env: { ...malloc, ...rest, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
