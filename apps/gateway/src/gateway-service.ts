@@ -73,7 +73,15 @@ export class GatewayService {
    * same observers as the grpc-js methods (request ids, logs, metrics, intake).
    */
   predictRoute(observers: readonly CallObserver[]): RawUnaryRoute<PredictRequest> {
-    return { path: GatewayServiceWire.predict.path, decode: decodePredictRequest, handle: (req, call) => this.predict(req, call), observers };
+    return {
+      path: GatewayServiceWire.predict.path,
+      decode: decodePredictRequest,
+      handle: (req, call) => {
+        this.auth.authorize(call, 'predict');
+        return this.router.predictWire(req, contextOf(call));
+      },
+      observers,
+    };
   }
 
   /** Predict's answer: the node's PredictResponse bytes, passed through (see {@link GatewayServiceServed}). */

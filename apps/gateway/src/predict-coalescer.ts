@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import { decodePredictResponse, encodePredictResponse, predictResponseSize, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { Cancellation, CancelledError, statusOf } from '@maas/rpc';
+import { decodePredictResponse, encodePredictResponse, encodePredictResponsePieces, predictResponseSize, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { Cancellation, CancelledError, statusOf, type MessageBytes } from '@maas/rpc';
 import { batchKey, concatInputs, splitOutputs } from '@maas/tensor';
 import type { CallContext } from './predict-router';
 
@@ -11,6 +11,11 @@ import type { CallContext } from './predict-router';
  */
 export interface NodeAnswer {
   readonly bytes: Buffer;
+  /**
+   * The answer to write out to the caller: its bytes, or, for one held
+   * decoded and not encoded yet, its pieces with large tensors uncopied.
+   */
+  readonly wire: MessageBytes;
   /** The answer decoded, when it came so (in-process): a stacked one is split without encoding it first. */
   readonly response?: PredictResponse;
   /** Its encoded size in bytes. */
@@ -21,7 +26,7 @@ export interface NodeAnswer {
 
 /** A node answer from bytes that arrived. */
 export function encodedAnswer(bytes: Buffer, queueMs: number, runMs: number): NodeAnswer {
-  return { bytes, size: bytes.length, queueMs, runMs };
+  return { bytes, wire: bytes, size: bytes.length, queueMs, runMs };
 }
 
 /** A node answer from a PredictResponse in memory, encoded only if its bytes are read. */
@@ -31,6 +36,9 @@ export function decodedAnswer(response: PredictResponse, queueMs: number, runMs:
     response,
     get bytes() {
       return (bytes ??= encodePredictResponse(response));
+    },
+    get wire() {
+      return bytes ?? encodePredictResponsePieces(response);
     },
     get size() {
       return bytes?.length ?? predictResponseSize(response);

@@ -14,6 +14,7 @@ import {
   type ModelRef,
   type CancelSignal,
   type CallOpts,
+  type MessageBytes,
 } from '@maas/rpc';
 import type { Logger } from 'pino';
 import { predictOnNode, type NodeHandle, type NodePool } from '@maas/inference-client';
@@ -219,6 +220,11 @@ export class PredictRouter {
    */
   async predictEncoded(request: PredictRequest, ctx: CallContext): Promise<Buffer> {
     return (await this.answer(request, ctx)).bytes;
+  }
+
+  /** {@link predictEncoded} for a writer that takes pieces: an answer held decoded goes out without its large tensors copied. */
+  async predictWire(request: PredictRequest, ctx: CallContext): Promise<MessageBytes> {
+    return (await this.answer(request, ctx)).wire;
   }
 
   /** Routes a Predict: the node's answer, as it came (see {@link NodeAnswer}). */

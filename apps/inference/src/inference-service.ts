@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Metadata, type Server } from '@grpc/grpc-js';
 import {
   decodePredictRequest,
-  encodePredictResponse,
+  encodePredictResponsePieces,
   InferenceServiceWire,
   predictResponseSize,
   type InferenceServiceServer,
@@ -142,7 +142,8 @@ export class InferenceService {
     return {
       path: InferenceServiceWire.predict.path,
       decode: decodePredictRequest,
-      handle: async (req, call) => encodePredictResponse(await this.predict(req, call)),
+      // Large outputs go out as the memory onnxruntime's run handed over, not copied into the message first.
+      handle: async (req, call) => encodePredictResponsePieces(await this.predict(req, call)),
       observers,
     };
   }

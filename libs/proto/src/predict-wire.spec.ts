@@ -1,5 +1,5 @@
 import { DataType, PredictRequest, PredictResponse, type Tensor } from './index';
-import { decodePredictRequest, decodePredictResponse, encodePredictRequest, encodePredictResponse, predictResponseSize } from './predict-wire';
+import { decodePredictRequest, decodePredictResponse, encodePredictRequest, encodePredictResponse, encodePredictResponsePieces, predictResponseSize } from './predict-wire';
 
 function tensor(name: string, dtype: DataType, shape: number[], bytes: number, seed = 1): Tensor {
   const rawData = Buffer.alloc(bytes);
@@ -41,6 +41,26 @@ describe('one-pass Predict codec', () => {
     expect(bytes.equals(expected)).toBe(true);
     expect(predictResponseSize(message)).toBe(expected.length);
     expect(decodePredictResponse(bytes)).toEqual(PredictResponse.decode(expected));
+  });
+
+  it.each(requests)('writes a PredictResponse as pieces that join into the same bytes (%s)', (_name, request) => {
+    const message: PredictResponse = { model: request.model, version: request.version, outputs: request.inputs };
+    const expected = Buffer.from(PredictResponse.encode(message).finish());
+    // By default only large tensors go by reference; from 1 byte up, every non-empty one does.
+    for (const from of [undefined, 1]) expect(Buffer.concat(encodePredictResponsePieces(message, from)).equals(expected)).toBe(true);
+  });
+
+  it('takes large output tensors into the pieces by reference and copies small ones', () => {
+    const big = tensor('y', DataType.DATA_TYPE_FLOAT32, [1, 40, 6625], 40 * 6625 * 4);
+    const small = tensor('n', DataType.DATA_TYPE_INT64, [1], 8);
+    const pieces = encodePredictResponsePieces({ model: 'ocr', version: 2, outputs: [small, big, small] });
+    expect(pieces).toHaveLength(3);
+    expect(pieces[1].buffer).toBe(big.rawData.buffer);
+    expect([pieces[1].byteOffset, pieces[1].length]).toEqual([big.rawData.byteOffset, big.rawData.length]);
+    expect(pieces[0].buffer).not.toBe(small.rawData.buffer);
+    // The piece is the tensor's memory: what the tensor holds when the piece is written is what goes out.
+    big.rawData[0] ^= 0xff;
+    expect(pieces[1][0]).toBe(big.rawData[0]);
   });
 
   it('hands out tensor bytes as views of the received buffer, not copies', () => {

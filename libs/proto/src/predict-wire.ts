@@ -76,11 +76,26 @@ class Out {
     this.pos += this.buf.write(s, this.pos, 'utf8');
   }
 
+  /** Bytes from {@link byReference} up are not copied: the message is then a list of pieces (see {@link pieces}). */
+  private readonly taken: Buffer[] = [];
+  private segmentStart = 0;
+  byReference = Infinity;
+
   bytes(tag: number, b: Uint8Array): void {
     this.buf[this.pos++] = tag;
     this.varint(b.length);
+    if (b.length >= this.byReference) {
+      this.taken.push(this.buf.subarray(this.segmentStart, this.pos), Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      this.segmentStart = this.pos;
+      return;
+    }
     this.buf.set(b, this.pos);
     this.pos += b.length;
+  }
+
+  /** The message as written: the pieces of `buf` between tensors taken by reference, and those tensors. */
+  pieces(): Buffer[] {
+    return this.pos > this.segmentStart ? [...this.taken, this.buf.subarray(this.segmentStart, this.pos)] : this.taken;
   }
 
   tensor(tag: number, t: Tensor, size: number): void {
@@ -125,6 +140,26 @@ export function predictResponseSize(m: PredictResponse): number {
   let total = headBytes(m);
   for (const t of m.outputs) total += fieldSize(tensorBytes(t));
   return total;
+}
+
+/**
+ * PredictResponse bytes as pieces to write one after the other, together equal
+ * to {@link encodePredictResponse}'s: tensor bytes of `byReferenceFrom` bytes
+ * and more are pieces of their own, the tensors' memory itself, not copied.
+ * For an answer that is written out and dropped (its tensors are not changed
+ * while the write is in progress).
+ */
+export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom = 64 * 1024): Buffer[] {
+  if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return [Buffer.from(PredictResponse.encode(m).finish())];
+  const sizes = m.outputs.map(tensorBytes);
+  let total = headBytes(m);
+  for (const s of sizes) total += fieldSize(s);
+  for (const t of m.outputs) if (t.rawData.length >= byReferenceFrom) total -= t.rawData.length;
+  const out = new Out(Buffer.allocUnsafe(total));
+  out.byReference = byReferenceFrom;
+  out.head(m);
+  m.outputs.forEach((t, i) => out.tensor(26, t, sizes[i]));
+  return out.pieces();
 }
 
 /** PredictResponse bytes, equal to the generated encoder's, with each tensor's bytes copied once. */

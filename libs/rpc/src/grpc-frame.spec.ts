@@ -54,4 +54,17 @@ describe('endWithMessage', () => {
     for (const b of out) expect(reader.push(b)).toBeUndefined();
     expect(reader.message().equals(message)).toBe(true);
   });
+
+  it.each([10, 200_000])('writes a %i-byte message given in pieces as the same frame, large pieces uncopied', async (size) => {
+    const stream = new PassThrough();
+    const out: Buffer[] = [];
+    stream.on('data', (b: Buffer) => out.push(b));
+    const message = Buffer.from(Array.from({ length: size }, (_, i) => (i * 13) & 0xff));
+    const pieces = [message.subarray(0, 3), Buffer.alloc(0), message.subarray(3, size - 2), message.subarray(size - 2)];
+    endWithMessage(stream, pieces);
+    await new Promise((resolve) => stream.once('end', resolve));
+    expect(Buffer.concat(out).equals(framed(message))).toBe(true);
+    // A large message's pieces reach the stream as they are (the prefix first), not joined into a copy.
+    if (size > 64 * 1024) expect(out.some((b) => b.buffer === message.buffer && b.length === size - 5)).toBe(true);
+  });
 });

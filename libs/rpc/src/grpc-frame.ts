@@ -4,17 +4,35 @@ import { status } from '@grpc/grpc-js';
 /** Messages up to this size go out as one buffer with their 5-byte prefix; larger ones as two writes, uncopied. */
 const JOIN_BELOW_BYTES = 64 * 1024;
 
-/** Writes one uncompressed gRPC message (its 5-byte length prefix, then the bytes) and ends the stream. */
-export function endWithMessage(stream: Writable, message: Buffer): void {
+/** A message's bytes: one buffer, or pieces to be sent one after the other (see encodePredictResponsePieces). */
+export type MessageBytes = Buffer | readonly Buffer[];
+
+/** How many bytes a message has. */
+export function messageLength(message: MessageBytes): number {
+  if (Buffer.isBuffer(message)) return message.length;
+  let n = 0;
+  for (const piece of message) n += piece.length;
+  return n;
+}
+
+/**
+ * Writes one uncompressed gRPC message (its 5-byte length prefix, then the
+ * bytes) and ends the stream. Pieces are written as they are, uncopied, once
+ * the message is large; the stream holds them until they are sent.
+ */
+export function endWithMessage(stream: Writable, message: MessageBytes): void {
+  const length = messageLength(message);
   const prefix = Buffer.allocUnsafe(5);
   prefix[0] = 0;
-  prefix.writeUInt32BE(message.length, 1);
-  if (message.length < JOIN_BELOW_BYTES) {
-    stream.end(Buffer.concat([prefix, message], message.length + 5));
-  } else {
-    stream.write(prefix);
-    stream.end(message);
+  prefix.writeUInt32BE(length, 1);
+  const pieces = Buffer.isBuffer(message) ? [message] : message;
+  if (length < JOIN_BELOW_BYTES) {
+    stream.end(Buffer.concat([prefix, ...pieces], length + 5));
+    return;
   }
+  stream.write(prefix);
+  for (let i = 0; i < pieces.length - 1; i++) if (pieces[i].length > 0) stream.write(pieces[i]);
+  stream.end(pieces.length > 0 ? pieces[pieces.length - 1] : undefined);
 }
 
 /** What breaks a unary call's message rules, as the status to end the call with. */

@@ -4,7 +4,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { beginWatches, type CallObserver, type CallWatch } from './call-observer';
 import type { ServerSurfaceCall } from './handlers';
 import { callStatusOf } from './status-mapper';
-import { endWithMessage, UnaryMessageReader } from './grpc-frame';
+import { endWithMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
 
 /**
  * A unary method served straight on Node's HTTP/2 stream, beside grpc-js:
@@ -17,8 +17,8 @@ export interface RawUnaryRoute<Req> {
   path: string;
   /** Decodes the request message; a throw answers INTERNAL, as grpc-js does for a message it cannot parse. */
   decode(bytes: Buffer): Req;
-  /** Answers the call with the encoded response message; a rejection answers through {@link toServerError}. */
-  handle(request: Req, call: ServerSurfaceCall & Pick<RawUnaryCall<Req>, 'sendMetadata'>): Promise<Buffer>;
+  /** Answers the call with the encoded response message (or its pieces); a rejection answers through {@link toServerError}. */
+  handle(request: Req, call: ServerSurfaceCall & Pick<RawUnaryCall<Req>, 'sendMetadata'>): Promise<MessageBytes>;
   /** Run on each call as on grpc-js's calls (request ids, logs, metrics, admission). @default none */
   observers?: readonly CallObserver[];
 }
@@ -151,7 +151,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
       return;
     }
     for (const watch of this.watches) watch.message?.(request);
-    let answer: Promise<Buffer>;
+    let answer: Promise<MessageBytes>;
     try {
       answer = this.route.handle(request, this);
     } catch (err) {
@@ -165,15 +165,16 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     );
   }
 
-  private answer(bytes: Buffer): void {
+  private answer(bytes: MessageBytes): void {
     if (this.finished) return;
     // Reset by the client, its 'close' not yet delivered: nothing can be sent, so the call ends as cancelled.
     if (this.stream.destroyed || this.stream.closed) {
       this.closed();
       return;
     }
-    if (bytes.length > this.limits.maxSendMessageBytes) {
-      this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${bytes.length} vs. ${this.limits.maxSendMessageBytes})` });
+    const length = messageLength(bytes);
+    if (length > this.limits.maxSendMessageBytes) {
+      this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${length} vs. ${this.limits.maxSendMessageBytes})` });
       return;
     }
     this.settle({ code: status.OK, details: '' });
