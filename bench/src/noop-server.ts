@@ -41,7 +41,9 @@ function grpcJs(): () => void {
 /** Every stream is a Predict: read the one message, decode it, answer the encoded response and OK trailers. */
 function raw(): () => void {
   const words = { compressed: 'compressed requests are not part of the baseline', extra: 'more than one request message' };
-  const server = createServer();
+  // No cap on a session's buffered memory, as grpc-js's server sets it: Node's default (10 MB) refuses streams
+  // (RESOURCE_EXHAUSTED at the client) once 32 calls of PP-OCRv4's bytes are out on one connection.
+  const server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
   server.on('stream', (stream: ServerHttp2Stream) => {
     const reader = new UnaryMessageReader(MAX_MESSAGE_BYTES, words);
     let failed = false;
