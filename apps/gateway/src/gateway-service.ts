@@ -11,7 +11,7 @@ import {
   type PredictResponse,
 } from '@maas/proto';
 import { REQUEST_ID_HEADER } from '@maas/observability';
-import { callCancellation, callDeadlineMs, callUnary, unary, UnavailableError, validateModelName, type CallObserver, type RawUnaryRoute, type ServerSurfaceCall } from '@maas/rpc';
+import { callCancellation, callDeadlineMs, callUnary, unary, UnavailableError, validateModelName, type CallObserver, type MessageBytes, type RawUnaryRoute, type ServerSurfaceCall } from '@maas/rpc';
 import type { RegistryClient } from '@maas/registry-client';
 import type { GatewayAuth } from './gateway-auth';
 import type { NodePool } from '@maas/inference-client';
@@ -73,21 +73,19 @@ export class GatewayService {
    * same observers as the grpc-js methods (request ids, logs, metrics, intake).
    */
   predictRoute(observers: readonly CallObserver[]): RawUnaryRoute<PredictRequest> {
-    return {
-      path: GatewayServiceWire.predict.path,
-      decode: decodePredictRequest,
-      handle: (req, call) => {
-        this.auth.authorize(call, 'predict');
-        return this.router.predictWire(req, contextOf(call));
-      },
-      observers,
-    };
+    return { path: GatewayServiceWire.predict.path, decode: decodePredictRequest, handle: (req, call) => this.predict(req, call, 'pieces'), observers };
   }
 
-  /** Predict's answer: the node's PredictResponse bytes, passed through (see {@link GatewayServiceServed}). */
-  predict(req: PredictRequest, call: ServerSurfaceCall): Promise<Buffer> {
+  /**
+   * Predict's answer: the node's PredictResponse bytes, passed through (see
+   * {@link GatewayServiceServed}); for a writer that takes pieces, an answer
+   * held decoded (an embedded node's) without its large tensors copied.
+   */
+  predict(req: PredictRequest, call: ServerSurfaceCall): Promise<Buffer>;
+  predict(req: PredictRequest, call: ServerSurfaceCall, as: 'pieces'): Promise<MessageBytes>;
+  predict(req: PredictRequest, call: ServerSurfaceCall, as?: 'pieces'): Promise<MessageBytes> {
     this.auth.authorize(call, 'predict');
-    return this.router.predictEncoded(req, contextOf(call));
+    return as === 'pieces' ? this.router.predictWire(req, contextOf(call)) : this.router.predictEncoded(req, contextOf(call));
   }
 
   async modelMetadata(req: ModelMetadataRequest, call: ServerSurfaceCall): Promise<ModelMetadataResponse> {
