@@ -143,14 +143,12 @@ export function predictResponseSize(m: PredictResponse): number {
 }
 
 /**
- * PredictResponse bytes as pieces to write one after the other, together equal
- * to {@link encodePredictResponse}'s: tensor bytes of `byReferenceFrom` bytes
- * and more are pieces of their own, the tensors' memory itself, not copied.
- * For an answer that is written out and dropped (its tensors are not changed
- * while the write is in progress).
+ * A PredictResponse written in one pass, tensor bytes of `byReferenceFrom`
+ * bytes and more left out of the buffer (see {@link Out.pieces}); undefined
+ * when it needs the generated encoder (see {@link plain}).
  */
-export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom = 64 * 1024): Buffer[] {
-  if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return [Buffer.from(PredictResponse.encode(m).finish())];
+function writeResponse(m: PredictResponse, byReferenceFrom = Infinity): Out | undefined {
+  if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return undefined;
   const sizes = m.outputs.map(tensorBytes);
   let total = headBytes(m);
   for (const s of sizes) total += fieldSize(s);
@@ -159,19 +157,23 @@ export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom 
   out.byReference = byReferenceFrom;
   out.head(m);
   m.outputs.forEach((t, i) => out.tensor(26, t, sizes[i]));
-  return out.pieces();
+  return out;
+}
+
+/**
+ * PredictResponse bytes as pieces to write one after the other, together equal
+ * to {@link encodePredictResponse}'s: tensor bytes of `byReferenceFrom` bytes
+ * and more are pieces of their own, the tensors' memory itself, not copied.
+ * For an answer that is written out and dropped (its tensors are not changed
+ * while the write is in progress).
+ */
+export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom = 64 * 1024): Buffer[] {
+  return writeResponse(m, byReferenceFrom)?.pieces() ?? [Buffer.from(PredictResponse.encode(m).finish())];
 }
 
 /** PredictResponse bytes, equal to the generated encoder's, with each tensor's bytes copied once. */
 export function encodePredictResponse(m: PredictResponse): Buffer {
-  if (!m.outputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return Buffer.from(PredictResponse.encode(m).finish());
-  const sizes = m.outputs.map(tensorBytes);
-  let total = headBytes(m);
-  for (const s of sizes) total += fieldSize(s);
-  const out = new Out(Buffer.allocUnsafe(total));
-  out.head(m);
-  m.outputs.forEach((t, i) => out.tensor(26, t, sizes[i]));
-  return out.buf;
+  return writeResponse(m)?.buf ?? Buffer.from(PredictResponse.encode(m).finish());
 }
 
 /** A view of received bytes, no copy. */
