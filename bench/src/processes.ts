@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildSync, type BuildOptions } from 'esbuild';
-import { BUFFER_MALLOC_ENV } from '@maas/config';
+import { bufferMallocEnvFor } from '@maas/config';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 
@@ -69,8 +69,8 @@ const env = (extra: Record<string, string>) => ({ ...process.env, TSX_TSCONFIG_P
  * printed a JSON line with `"listening"` and a port. `nodeFlags` go to node itself (`--cpu-prof` cannot travel in NODE_OPTIONS).
  */
 export function startServer(name: string, entry: string, extraEnv: Record<string, string> = {}, args: string[] = [], nodeFlags: string[] = []): Promise<BenchProcess> {
-  // Services run as deployed: the relaying gateway and the registry with the malloc settings compose gives them.
-  const malloc = /^apps\/(gateway|registry)\//.test(entry) && extraEnv.GATEWAY_EMBEDDED_NODE !== 'on' ? BUFFER_MALLOC_ENV : {};
+  // Services run as deployed, with the malloc settings compose gives them.
+  const malloc = bufferMallocEnvFor(entry, extraEnv);
   const child = spawn(process.execPath, [...nodeFlags, compiledEntry(entry), ...args], { cwd: REPO_ROOT, env: env({ LOG_LEVEL: 'info', ...malloc, ...extraEnv }), stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolvePromise, reject) => {
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from './config-schema';
-import { consulTokenOf } from './common-config';
+import { BUFFER_MALLOC_ENV, bufferMallocEnvFor, consulTokenOf } from './common-config';
 
 describe('consulTokenOf', () => {
   const dir = mkdtempSync(join(tmpdir(), 'maas-token-'));
@@ -22,5 +22,15 @@ describe('consulTokenOf', () => {
     expect(() => consulTokenOf({ consulToken: '', consulTokenFile: join(dir, 'missing') })).toThrow(ConfigError);
     expect(() => consulTokenOf({ consulToken: '', consulTokenFile: join(dir, 'missing') })).toThrow(/CONSUL_HTTP_TOKEN_FILE .*missing cannot be read/);
     expect(() => consulTokenOf({ consulToken: '', consulTokenFile: empty })).toThrow(/is empty: expected a Consul ACL token/);
+  });
+});
+
+describe('bufferMallocEnvFor', () => {
+  it('gives the relaying gateway and the registry the large-buffer settings, nodes and an embedded gateway none', () => {
+    expect(bufferMallocEnvFor('apps/gateway/src/main.ts', {})).toEqual(BUFFER_MALLOC_ENV);
+    expect(bufferMallocEnvFor('/repo/apps/registry/src/main.ts', { REGISTRY_PORT: '0' })).toEqual(BUFFER_MALLOC_ENV);
+    expect(bufferMallocEnvFor('apps/gateway/src/main.ts', { GATEWAY_EMBEDDED_NODE: 'on' })).toEqual({});
+    expect(bufferMallocEnvFor('apps/inference/src/main.ts', {})).toEqual({});
+    expect(bufferMallocEnvFor('bench/src/noop-server.ts', {})).toEqual({});
   });
 });

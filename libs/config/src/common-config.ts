@@ -131,6 +131,15 @@ export function applyHeapGrowing(config: { heapGrowingPercent: number }): void {
 export const BUFFER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_ARENA_MAX: '2' };
 
 /**
+ * The malloc settings a process started from a service entry point (`apps/<app>/src/main.ts`) with
+ * `env` runs with, as compose gives them: {@link BUFFER_MALLOC_ENV} for the relaying gateway and the
+ * registry, glibc's defaults (none) for nodes and for a gateway with its node embedded.
+ */
+export function bufferMallocEnvFor(entry: string, env: Readonly<Record<string, string | undefined>>): Readonly<Record<string, string>> {
+  return /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) && env.GATEWAY_EMBEDDED_NODE !== 'on' ? BUFFER_MALLOC_ENV : {};
+}
+
+/**
  * The Consul ACL token a service uses: CONSUL_HTTP_TOKEN, else the contents of
  * CONSUL_HTTP_TOKEN_FILE (trimmed), else none. A token file that cannot be read
  * or is empty is a {@link ConfigError} naming it, not an anonymous start.

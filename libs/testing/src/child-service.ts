@@ -3,7 +3,7 @@ import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { waitFor } from './wait-for';
-import { BUFFER_MALLOC_ENV } from '@maas/config';
+import { bufferMallocEnvFor } from '@maas/config';
 
 /** The repository root, two levels above `libs/testing/src`. */
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
@@ -149,9 +149,8 @@ export interface TestService {
  * its own process and waits for its `listening` log line.
  */
 export async function startService(name: string, entry: string, env: Record<string, string>, options: { logFile?: string } = {}): Promise<TestService> {
-  // The relaying gateway and the registry run with the malloc settings compose and `maas dev` give them (a gateway with a
-  // node embedded keeps glibc's defaults, as nodes do).
-  const malloc = /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) && env.GATEWAY_EMBEDDED_NODE !== 'on' ? BUFFER_MALLOC_ENV : {};
+  // The malloc settings compose and `maas dev` give the service.
+  const malloc = bufferMallocEnvFor(entry, env);
   // A gateway's REST side on a free port, unless the test names one: several gateways share a machine here.
   const rest = /apps\/gateway\/src\/main\.ts$/.test(entry) ? { GATEWAY_HTTP_PORT: '0' } : {};
   const child = await startChild({ entry, env: { ...malloc, ...rest, ...env }, name, logFile: options.logFile, readyWhen: (l) => l.json?.msg === 'listening' });
