@@ -4,7 +4,7 @@ import { credentials, Metadata, status as grpcStatus, type ServiceError } from '
 import { DataType, GatewayServiceClient, InferenceServiceClient, PredictRequest, RegistryServiceClient } from '@maas/proto';
 import { InferenceClient } from '@maas/inference-client';
 import { callUnary, defaultClientOptions, RECEIVE_WINDOW_BYTES } from '@maas/rpc';
-import { PHASE_END, PHASE_MEASURE } from './processes';
+import { announceWindow } from './processes';
 import { summarise } from './stats';
 
 /** What to drive. */
@@ -73,13 +73,7 @@ async function main(): Promise<void> {
   // window closes on time, not once the calls still out have drained: CPU per request is the window's CPU
   // over the calls completed inside it, so neither the calls out when it opens nor the drain are counted
   // without their share of the work.
-  setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
-  const closed = new Promise<void>((resolve) =>
-    setTimeout(() => {
-      process.stdout.write(`${PHASE_END}\n`);
-      resolve();
-    }, job.warmupMs + job.durationMs),
-  );
+  const closed = announceWindow(job.warmupMs, job.durationMs);
   const worker = async () => {
     while (performance.now() < end) {
       const t0 = performance.now();

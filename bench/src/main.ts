@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { writePaddedModelFile, mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { memoryOf, ONNXRUNTIME_SUFFIX, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess, type WindowCpu } from './processes';
+import { memoryOf, ONNXRUNTIME_SUFFIX, REPO_ROOT, runJob, startRegistry, startServer, withCpu, type BenchProcess } from './processes';
 import { medianRun, target, type RunResult, type TargetResult } from './stats';
 import type { LoadJob } from './load-generator';
 
@@ -91,11 +91,6 @@ function record(scenario: string, path: string, concurrency: number, runs: RunRe
 }
 
 /** A run's result with each process's CPU per completed request over the measured window. */
-function withCpu(result: RunResult & { windowCpu?: WindowCpu }): RunResult {
-  const { windowCpu, ...rest } = result;
-  if (!windowCpu || result.count === 0) return rest;
-  return { ...rest, cpuMsPerRequest: Object.fromEntries(Object.entries(windowCpu).map(([name, seconds]) => [name, (seconds * 1000) / result.count])) };
-}
 const load = (job: Omit<LoadJob, 'warmupMs' | 'durationMs'>) => async (watch: BenchProcess[]) =>
   withCpu(await runJob<RunResult>('bench/src/load-generator.ts', { ...job, warmupMs: settings.warmupMs, durationMs: settings.durationMs }, watch));
 /** One call of a job's kind, awaited: loads the version on its node before anything is measured. */

@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
-import { cpuSecondsOf, REPO_ROOT, runJob, startRegistry, startServer, type BenchProcess } from './processes';
+import { cpuSecondsOf, REPO_ROOT, runJob, startRegistry, startServer, withCpu, type BenchProcess } from './processes';
 import type { LoadJob } from './load-generator';
 import type { RunResult } from './stats';
 
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     const cores = Object.fromEntries(servers.map((s, i) => [s.name, Number(((cpuSecondsOf(s.child.pid!) - before[i]) / wall).toFixed(2))]));
     cores['load generator'] = Number(((result.cpuSeconds ?? NaN) / wall).toFixed(2));
     // CPU ms per request over the measured window, as the bench reports it (with the nodes' onnxruntime runs apart).
-    const cpuMsPerRequest = Object.fromEntries(Object.entries(result.windowCpu ?? {}).map(([name, seconds]) => [name, Number(((seconds * 1000) / result.count).toFixed(3))]));
+    const cpuMsPerRequest = Object.fromEntries(Object.entries(withCpu(result).cpuMsPerRequest ?? {}).map(([name, ms]) => [name, Number(ms.toFixed(3))]));
     process.stdout.write(
       `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores, cpuMsPerRequest })}\n`,
     );

@@ -4,6 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { buildSync, type BuildOptions } from 'esbuild';
 import { bufferMallocEnvFor } from '@maas/config';
+import type { RunResult } from './stats';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 
@@ -102,6 +103,21 @@ export const PHASE_MEASURE = '{"phase":"measure"}';
 export const PHASE_END = '{"phase":"end"}';
 
 /**
+ * Prints a job's window lines on time: PHASE_MEASURE `warmupMs` from now and
+ * PHASE_END `durationMs` later, whatever is still out then (the job counts
+ * what completes inside the window); resolves once PHASE_END is out.
+ */
+export function announceWindow(warmupMs: number, durationMs: number): Promise<void> {
+  setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), warmupMs);
+  return new Promise<void>((resolve) =>
+    setTimeout(() => {
+      process.stdout.write(`${PHASE_END}\n`);
+      resolve();
+    }, warmupMs + durationMs),
+  );
+}
+
+/**
  * CPU seconds each watched process (and the job itself, as `load`) used
  * between the job's PHASE_MEASURE and PHASE_END lines.
  */
@@ -150,6 +166,13 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
       }
     });
   });
+}
+
+/** A job's result with its window's CPU time as milliseconds per request completed in the window (`cpuMsPerRequest`). */
+export function withCpu(result: RunResult & { windowCpu?: WindowCpu }): RunResult {
+  const { windowCpu, ...rest } = result;
+  if (!windowCpu || result.count === 0) return rest;
+  return { ...rest, cpuMsPerRequest: Object.fromEntries(Object.entries(windowCpu).map(([name, seconds]) => [name, (seconds * 1000) / result.count])) };
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */

@@ -4,7 +4,7 @@
 // version with instance_count > 1), and prints one JSON RunResult.
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { PHASE_END, PHASE_MEASURE } from './processes';
+import { announceWindow } from './processes';
 import { summarise } from './stats';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { openLoop } = require('./raw-ort-loop.cjs') as { openLoop(job: RawJob): Promise<Loop> };
@@ -54,13 +54,7 @@ async function main(): Promise<void> {
   const startAt = Date.now();
   // The loops measure from warmupMs after startAt; the parent reads CPU time from /proc when the window
   // opens and when it closes on time (see the load generator: the runs completed inside it are the count).
-  setTimeout(() => process.stdout.write(`${PHASE_MEASURE}\n`), job.warmupMs);
-  const closed = new Promise<void>((resolve) =>
-    setTimeout(() => {
-      process.stdout.write(`${PHASE_END}\n`);
-      resolve();
-    }, job.warmupMs + job.durationMs),
-  );
+  const closed = announceWindow(job.warmupMs, job.durationMs);
   const [results] = await Promise.all([Promise.all(loops.map((l) => l.measure(startAt))), closed]);
   const latencies = results.flatMap((r) => r.latencies);
   const completed = results.reduce((sum, r) => sum + r.completed, 0);
