@@ -253,9 +253,8 @@ export class DynamicBatcher {
     let cpuMs: number | undefined;
     try {
       const ran = await this.run(concatInputs(batch.map((r) => r.inputs)), batch[0].outputNames);
-      const outputs = ran.outputs;
       cpuMs = ran.cpuMs;
-      const parts = splitOutputs(outputs, batch.map((r) => r.rows));
+      const parts = splitOutputs(ran.outputs, batch.map((r) => r.rows));
       // The run's CPU time where its session thread measured it (wall time counts whatever else held the
       // cores meanwhile), for runs long enough that the kernel's tick-grained figure means something;
       // else its wall time, stacking and splitting included.
