@@ -179,6 +179,23 @@ describe('RawUnaryClient', () => {
     expect(answer.message.toString()).toBe('two');
   });
 
+  it.each([
+    ['closes the socket (FIN)', (socket: Socket) => socket.destroy()],
+    ['resets the socket (RST)', (socket: Socket) => socket.resetAndDestroy()],
+  ])('fails a call with UNAVAILABLE when its server dies without a GOAWAY: it %s', async (_how, die) => {
+    // A killed process sends no GOAWAY: the kernel closes its sockets, and Node closes the streams on them with CANCEL.
+    const { server, address } = await misbehaving(() => undefined);
+    servers.push({ close: () => new Promise((resolve) => server.close(resolve)) });
+    let socket: Socket | undefined;
+    server.on('connection', (s: Socket) => (socket = s));
+    server.on('stream', () => setImmediate(() => die(socket!)));
+    const c = client(address);
+    for (let i = 0; i < 20; i++) {
+      const err = await failure(c.call(PATH, Buffer.from(`x${i}`), { timeoutMs: 5000 }));
+      expect(err).toMatchObject({ code: status.UNAVAILABLE, details: expect.stringMatching(/connection to the server lost/) });
+    }
+  });
+
   it('closes a connection whose keepalive ping goes unanswered (a frozen server), failing its calls with UNAVAILABLE', async () => {
     // Accepts the TCP connection and never says anything: as a SIGSTOPped process does once the kernel holds the socket.
     const sockets: Socket[] = [];

@@ -395,7 +395,13 @@ class PendingCall {
     const { connection } = this;
     const rstCode = this.stream.rstCode ?? h2.NGHTTP2_NO_ERROR;
     // A connection that failed or dropped shows as a cancelled (or errored) stream: say UNAVAILABLE, as grpc-js does.
-    const lost = this.connectionError ? `${this.connectionError.code ?? 'error'}: ${this.connectionError.message}` : connection.failure;
+    // A socket that closed under the session (a killed server sends no GOAWAY) closes its streams with CANCEL
+    // before the session's own 'close' event sets the connection's failure.
+    const { session } = connection;
+    const socketGone = session.closed || session.destroyed || !!session.socket?.destroyed;
+    const lost = this.connectionError
+      ? `${this.connectionError.code ?? 'error'}: ${this.connectionError.message}`
+      : (connection.failure ?? (socketGone ? 'the connection closed without a GOAWAY' : undefined));
     if (lost && (rstCode === h2.NGHTTP2_CANCEL || rstCode === h2.NGHTTP2_INTERNAL_ERROR || rstCode === h2.NGHTTP2_NO_ERROR)) {
       this.finish({ error: callError(status.UNAVAILABLE, `connection to the server ${connection.connected ? 'lost' : 'failed'}: ${lost}`) });
       return;
