@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { decodePredictResponse, encodePredictResponse, encodePredictResponsePieces, predictResponseSize, type PredictRequest, type PredictResponse } from '@maas/proto';
-import { Cancellation, CancelledError, statusOf, type MessageBytes } from '@maas/rpc';
+import { Cancellation, CancelledError, messageLength, statusOf, type MessageBytes } from '@maas/rpc';
 import { batchKey, concatInputs, splitOutputs } from '@maas/tensor';
 import type { CallContext } from './predict-router';
 
@@ -24,9 +24,18 @@ export interface NodeAnswer {
   runMs: number;
 }
 
-/** A node answer from bytes that arrived. */
-export function encodedAnswer(bytes: Buffer, queueMs: number, runMs: number): NodeAnswer {
-  return { bytes, wire: bytes, size: bytes.length, queueMs, runMs };
+/** A node answer from bytes that arrived: one buffer, or the chunks they came in with their join on first read of `bytes`. */
+export function encodedAnswer(encoded: Buffer | { readonly bytes: Buffer; readonly wire: MessageBytes }, queueMs: number, runMs: number): NodeAnswer {
+  if (Buffer.isBuffer(encoded)) return { bytes: encoded, wire: encoded, size: encoded.length, queueMs, runMs };
+  return {
+    get bytes() {
+      return encoded.bytes;
+    },
+    wire: encoded.wire,
+    size: messageLength(encoded.wire),
+    queueMs,
+    runMs,
+  };
 }
 
 /** A node answer from a PredictResponse in memory, encoded only if its bytes are read. */

@@ -66,8 +66,8 @@ async function sendPredict(node: NodeHandle, request: PredictRequest, opts: Call
     const { response, queueMs, runMs } = await node.local(request, { deadline: deadlineMsOf(opts), signal: opts.signal ?? NEVER_CANCELLED, metadata: opts.metadata });
     return decodedAnswer(response, queueMs, runMs);
   }
-  const { bytes, queueMs, runMs } = await predictOnNode(node, request, opts);
-  return encodedAnswer(bytes, queueMs, runMs);
+  const answer = await predictOnNode(node, request, opts);
+  return encodedAnswer(answer, answer.queueMs, answer.runMs);
 }
 
 function validateRef(request: ModelRef): void {

@@ -1,6 +1,6 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { SERVICE_INFERENCE, type Discovery, type ServiceInstance } from '@maas/discovery';
-import { encodePredictRequest, InferenceServiceWire, InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
+import { encodePredictRequest, encodePredictRequestPieces, InferenceServiceWire, InferenceServiceWireClient, type InferenceServiceClient, type PredictRequest, type PredictResponse } from '@maas/proto';
 import {
   callUnary,
   defaultClientOptions,
@@ -12,6 +12,7 @@ import {
   RUN_MS_HEADER,
   type CallOpts,
   type CancelSignal,
+  type MessageBytes,
   type UnaryMethod,
 } from '@maas/rpc';
 import type { Metadata } from '@grpc/grpc-js';
@@ -29,7 +30,10 @@ export type InProcessPredict = (
 
 /** A node's Predict answer as it came: the encoded PredictResponse, and the queue and run figures of its headers. */
 export interface EncodedPrediction {
-  bytes: Buffer;
+  /** The PredictResponse as one buffer (joined on first read when it arrived in chunks). */
+  readonly bytes: Buffer;
+  /** The same bytes as they arrived, uncopied: for writing the answer out again. */
+  readonly wire: MessageBytes;
   queueMs: number;
   runMs: number;
 }
@@ -43,7 +47,7 @@ function grpcPredict(node: NodeHandle): UnaryMethod<PredictRequest, EncodedPredi
     let queueMs = 0;
     let runMs = 0;
     const call = node.client.makeUnaryRequest(PREDICT_PATH, encodePredictRequest, asIs, request, metadata, options, (err, bytes) =>
-      callback(err, err ? undefined! : { bytes: bytes!, queueMs, runMs }),
+      callback(err, err ? undefined! : { bytes: bytes!, wire: bytes!, queueMs, runMs }),
     );
     call.on('metadata', (headers) => {
       queueMs = headerMsOf(headers, QUEUE_MS_HEADER);
@@ -59,8 +63,16 @@ function grpcPredict(node: NodeHandle): UnaryMethod<PredictRequest, EncodedPredi
  */
 export async function predictOnNode(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<EncodedPrediction> {
   if (!node.raw) return callUnary(grpcPredict(node), request, opts);
-  const { message, headers } = await node.raw.call(PREDICT_PATH, encodePredictRequest(request), opts);
-  return { bytes: message, queueMs: headerMsOf(headers, QUEUE_MS_HEADER), runMs: headerMsOf(headers, RUN_MS_HEADER) };
+  // The request's large tensors go out uncopied, and the answer comes back as the chunks it arrived in.
+  const answer = await node.raw.call(PREDICT_PATH, encodePredictRequestPieces(request), opts);
+  return {
+    get bytes() {
+      return answer.message;
+    },
+    wire: answer.pieces,
+    queueMs: headerMsOf(answer.headers, QUEUE_MS_HEADER),
+    runMs: headerMsOf(answer.headers, RUN_MS_HEADER),
+  };
 }
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */

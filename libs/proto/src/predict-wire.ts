@@ -116,22 +116,43 @@ class Out {
   }
 }
 
-/** PredictRequest bytes, equal to the generated encoder's, with each tensor's bytes copied once. */
-export function encodePredictRequest(m: PredictRequest): Buffer {
-  if (!m.inputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return Buffer.from(PredictRequest.encode(m).finish());
+/**
+ * A PredictRequest written in one pass, tensor bytes of `byReferenceFrom`
+ * bytes and more left out of the buffer (see {@link Out.pieces}); undefined
+ * when it needs the generated encoder (see {@link plain}).
+ */
+function writeRequest(m: PredictRequest, byReferenceFrom = Infinity): Out | undefined {
+  if (!m.inputs.every(plain) || !(Number.isInteger(m.version) && m.version >= 0)) return undefined;
   const sizes = m.inputs.map(tensorBytes);
   let total = headBytes(m);
   if (m.alias !== '') total += fieldSize(Buffer.byteLength(m.alias));
   for (const s of sizes) total += fieldSize(s);
   for (const name of m.outputNames) total += fieldSize(Buffer.byteLength(name));
   if (m.sha256 !== '') total += fieldSize(Buffer.byteLength(m.sha256));
+  for (const t of m.inputs) if (t.rawData.length >= byReferenceFrom) total -= t.rawData.length;
   const out = new Out(Buffer.allocUnsafe(total));
+  out.byReference = byReferenceFrom;
   out.head(m);
   if (m.alias !== '') out.string(26, m.alias);
   m.inputs.forEach((t, i) => out.tensor(34, t, sizes[i]));
   for (const name of m.outputNames) out.string(42, name);
   if (m.sha256 !== '') out.string(50, m.sha256);
-  return out.buf;
+  return out;
+}
+
+/** PredictRequest bytes, equal to the generated encoder's, with each tensor's bytes copied once. */
+export function encodePredictRequest(m: PredictRequest): Buffer {
+  return writeRequest(m)?.buf ?? Buffer.from(PredictRequest.encode(m).finish());
+}
+
+/**
+ * PredictRequest bytes as pieces, together equal to {@link encodePredictRequest}'s,
+ * tensor bytes of `byReferenceFrom` bytes and more not copied (as
+ * {@link encodePredictResponsePieces}): for a request relayed while its
+ * tensors stay unchanged, once or several times (retries, hedged copies).
+ */
+export function encodePredictRequestPieces(m: PredictRequest, byReferenceFrom = 64 * 1024): Buffer[] {
+  return writeRequest(m, byReferenceFrom)?.pieces() ?? [Buffer.from(PredictRequest.encode(m).finish())];
 }
 
 /** How many bytes {@link encodePredictResponse} makes of `m`, without encoding it. */

@@ -31,6 +31,22 @@ describe('UnaryMessageReader', () => {
     expect(pieces.message().toString()).toBe('split across the prefix');
   });
 
+  it('gives the message as the chunks it came in, the prefix cut off wherever it ends, none copied', () => {
+    const whole = framed(Buffer.from('prefix, then the message'));
+    for (const cuts of [[], [2], [5], [3, 9], [5, 6, 20]]) {
+      const reader = new UnaryMessageReader(1000, WORDS);
+      const chunks = [0, ...cuts].map((at, i, all) => whole.subarray(at, all[i + 1] ?? whole.length));
+      for (const chunk of chunks) expect(reader.push(chunk)).toBeUndefined();
+      const pieces = reader.pieces();
+      expect(Buffer.concat(pieces).toString()).toBe('prefix, then the message');
+      for (const piece of pieces) expect(piece.buffer).toBe(whole.buffer);
+      expect(pieces.every((p) => p.length > 0)).toBe(true);
+    }
+    const empty = new UnaryMessageReader(100, WORDS);
+    empty.push(framed(Buffer.alloc(0)));
+    expect(empty.pieces()).toEqual([]);
+  });
+
   it('says what is wrong with a message over the limit, a compressed one, and bytes after it', () => {
     expect(new UnaryMessageReader(4, WORDS).push(framed(Buffer.alloc(10)))).toEqual({ code: status.RESOURCE_EXHAUSTED, details: 'Received message larger than max (10 vs. 4)' });
     expect(new UnaryMessageReader(100, WORDS).push(framed(Buffer.alloc(3), 1))).toEqual({ code: status.INTERNAL, details: WORDS.compressed });

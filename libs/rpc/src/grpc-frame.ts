@@ -30,6 +30,8 @@ export function endWithMessage(stream: Writable, message: MessageBytes): void {
     stream.end(Buffer.concat([prefix, ...pieces], length + 5));
     return;
   }
+  // Held until end() so the prefix and every piece go to the stream in one vectored write.
+  stream.cork();
   stream.write(prefix);
   for (let i = 0; i < pieces.length - 1; i++) if (pieces[i].length > 0) stream.write(pieces[i]);
   stream.end(pieces.length > 0 ? pieces[pieces.length - 1] : undefined);
@@ -88,6 +90,25 @@ export class UnaryMessageReader {
     const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
     this.chunks = [];
     return whole.subarray(5);
+  }
+
+  /**
+   * The message without its prefix as the chunks it arrived in, uncopied: for
+   * writing it out again. Call once {@link complete}. Releases the chunks.
+   */
+  pieces(): Buffer[] {
+    const pieces: Buffer[] = [];
+    let skip = 5;
+    for (const chunk of this.chunks) {
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+        continue;
+      }
+      pieces.push(skip > 0 ? chunk.subarray(skip) : chunk);
+      skip = 0;
+    }
+    this.chunks = [];
+    return pieces;
   }
 
   /** Drops what was collected. */

@@ -103,6 +103,24 @@ describe('RawUnaryClient', () => {
     expect(s.grpcJsCalls()).toBe(raw ? 0 : 51);
   });
 
+  it('sends a request given as pieces, and gives the answer as the chunks it arrived in and as one buffer', async () => {
+    const s = await serve(async (req) => Buffer.concat([req, req]), { raw: true });
+    servers.push({ close: () => s.server.shutdown(500) });
+    const c = client(s.address);
+    const big = Buffer.alloc(300_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+    const answer = await c.call(PATH, [big.subarray(0, 100_000), Buffer.alloc(0), big.subarray(100_000)]);
+    // 600 kB back: more than one HTTP/2 DATA frame, so more than one chunk, none copied into a join until asked.
+    expect(answer.pieces.length).toBeGreaterThan(1);
+    const joined = Buffer.concat(answer.pieces);
+    expect(joined.equals(Buffer.concat([big, big]))).toBe(true);
+    expect(answer.message.equals(joined)).toBe(true);
+    expect(answer.message).toBe(answer.message);
+    const small = await c.call(PATH, [Buffer.from('a'), Buffer.from('b')]);
+    expect([small.message.toString(), small.pieces.map(String)]).toEqual(['abab', ['abab']]);
+    await expect(c.call(PATH, [Buffer.alloc(3 * 1024 * 1024), Buffer.alloc(2 * 1024 * 1024)])).rejects.toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining('Sent message larger than max (5242880') });
+  });
+
   it('reports the server’s status, decoded message and trailers as grpc-js does', async () => {
     const s = await serve(async (req) => {
       if (req.toString() === 'busy') throw new ResourceExhaustedError('node queue full', { retryElsewhere: true });

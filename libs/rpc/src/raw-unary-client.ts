@@ -2,7 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
 import { deadlineMsOf, type CallOpts } from './grpc-client';
-import { endWithMessage, UnaryMessageReader } from './grpc-frame';
+import { endWithMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
 import { callFailure, type CallFailure } from './status-mapper';
 
 /** Options of a {@link RawUnaryClient}. */
@@ -25,8 +25,22 @@ export interface RawUnaryClientOptions {
 
 /** A unary call's answer: the response message as it arrived, and the response headers. */
 export interface RawUnaryAnswer {
-  message: Buffer;
-  headers: IncomingHttpHeaders;
+  /** The message as one buffer: the chunks it arrived in are joined on first read when there were several. */
+  readonly message: Buffer;
+  /** The message as the chunks it arrived in, uncopied: for writing it out again as it came. */
+  readonly pieces: readonly Buffer[];
+  readonly headers: IncomingHttpHeaders;
+}
+
+function answerOf(pieces: Buffer[], headers: IncomingHttpHeaders): RawUnaryAnswer {
+  let joined: Buffer | undefined;
+  return {
+    get message() {
+      return (joined ??= pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
+    },
+    pieces,
+    headers,
+  };
 }
 
 /** A failed call as grpc-js reports one: code, details and the trailers as metadata. */
@@ -137,15 +151,16 @@ export class RawUnaryClient {
   }
 
   /**
-   * Calls `path` with an encoded request message. Resolves with the encoded
+   * Calls `path` with an encoded request message (one buffer, or pieces sent uncopied). Resolves with the encoded
    * answer; rejects with a {@link RawCallError}: DEADLINE_EXCEEDED at the
    * deadline, CANCELLED when the signal aborts, UNAVAILABLE when the connection
    * cannot be made or drops, and the server's status otherwise.
    */
-  call(path: string, message: Buffer, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
+  call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
     return new Promise<RawUnaryAnswer>((resolve, reject) => {
-      if (message.length > this.options.maxSendMessageBytes) {
-        reject(callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length} vs. ${this.options.maxSendMessageBytes})`));
+      const length = messageLength(message);
+      if (length > this.options.maxSendMessageBytes) {
+        reject(callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${this.options.maxSendMessageBytes})`));
         return;
       }
       if (opts.signal?.aborted) {
@@ -189,7 +204,7 @@ export class RawUnaryClient {
       this.track(connection, 1);
       new PendingCall(stream, connection, this.options.maxReceiveMessageBytes, deadline, opts, (outcome) => {
         this.track(connection, -1);
-        if ('message' in outcome) resolve(outcome);
+        if (!('error' in outcome)) resolve(outcome);
         else reject(outcome.error);
       }).start(message);
     });
@@ -331,7 +346,7 @@ class PendingCall {
     });
   }
 
-  start(message: Buffer): void {
+  start(message: MessageBytes): void {
     const { stream } = this;
     if (Number.isFinite(this.deadline)) this.timer = setTimeout(() => this.abort(status.DEADLINE_EXCEEDED, 'Deadline exceeded'), Math.max(0, this.deadline - Date.now()));
     this.opts.signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -377,7 +392,7 @@ class PendingCall {
       this.finish({ error: callError(status.UNIMPLEMENTED, `the server answered OK without a whole response message (${this.reader.size} bytes)`, trailers) });
       return;
     }
-    this.finish({ message: this.reader.message(), headers: this.headers ?? {} });
+    this.finish(answerOf(this.reader.pieces(), this.headers ?? {}));
   }
 
   private closed(): void {
