@@ -45,6 +45,8 @@ async function main(): Promise<void> {
   const started = Date.now();
   const end = started + job.durationMs;
   const errors: Record<string, number> = {};
+  /** The first failure's details for each status other than the overload ones, to say what went wrong. */
+  const firstDetails: Record<string, string> = {};
   const latencies: number[] = [];
   /** How long refusals (RESOURCE_EXHAUSTED) took to come back. */
   const refusals: number[] = [];
@@ -58,6 +60,7 @@ async function main(): Promise<void> {
         if (err) {
           const name = status[err.code] ?? String(err.code);
           errors[name] = (errors[name] ?? 0) + 1;
+          if (err.code !== status.RESOURCE_EXHAUSTED && err.code !== status.DEADLINE_EXCEEDED) firstDetails[name] ??= err.details;
           if (err.code === status.RESOURCE_EXHAUSTED) refusals.push(now - t0);
         } else {
           latencies.push(now - t0);
@@ -87,7 +90,7 @@ async function main(): Promise<void> {
   const quantile = (values: number[], q: number) => values.sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))] ?? 0;
   const seconds = job.durationMs / 1000;
   process.stdout.write(
-    `${JSON.stringify({ ok: latencies.length, goodput: latencies.length / seconds, errors, maxGapMs, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), refusalP99Ms: quantile(refusals, 0.99), seconds: (Date.now() - started) / 1000, cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 })}\n`,
+    `${JSON.stringify({ ok: latencies.length, goodput: latencies.length / seconds, errors, firstDetails, maxGapMs, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), refusalP99Ms: quantile(refusals, 0.99), seconds: (Date.now() - started) / 1000, cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 })}\n`,
   );
   client.close();
 }
