@@ -24,18 +24,29 @@ export interface NodeAnswer {
   runMs: number;
 }
 
-/** A node answer from bytes that arrived: one buffer, or the chunks they came in with their join on first read of `bytes`. */
+/** A node answer from bytes that arrived as pieces, joined on first read of `bytes`. */
+class ReceivedAnswer implements NodeAnswer {
+  readonly wire: MessageBytes;
+  readonly size: number;
+
+  constructor(
+    private readonly encoded: { readonly bytes: Buffer; readonly wire: MessageBytes },
+    public queueMs: number,
+    public runMs: number,
+  ) {
+    this.wire = encoded.wire;
+    this.size = messageLength(encoded.wire);
+  }
+
+  get bytes(): Buffer {
+    return this.encoded.bytes;
+  }
+}
+
+/** A node answer from bytes that arrived: one buffer, or what a node's client received (a node client's EncodedPrediction). */
 export function encodedAnswer(encoded: Buffer | { readonly bytes: Buffer; readonly wire: MessageBytes }, queueMs: number, runMs: number): NodeAnswer {
   if (Buffer.isBuffer(encoded)) return { bytes: encoded, wire: encoded, size: encoded.length, queueMs, runMs };
-  return {
-    get bytes() {
-      return encoded.bytes;
-    },
-    wire: encoded.wire,
-    size: messageLength(encoded.wire),
-    queueMs,
-    runMs,
-  };
+  return new ReceivedAnswer(encoded, queueMs, runMs);
 }
 
 /** A node answer from a PredictResponse in memory, encoded only if its bytes are read. */

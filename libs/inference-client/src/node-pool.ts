@@ -13,6 +13,7 @@ import {
   type CallOpts,
   type CancelSignal,
   type MessageBytes,
+  type RawUnaryAnswer,
   type UnaryMethod,
 } from '@maas/rpc';
 import type { Metadata } from '@grpc/grpc-js';
@@ -36,6 +37,23 @@ export interface EncodedPrediction {
   readonly wire: MessageBytes;
   queueMs: number;
   runMs: number;
+}
+
+/** A node's answer through its raw client: joined into one buffer only when `bytes` is read. */
+class RawPrediction implements EncodedPrediction {
+  readonly wire: MessageBytes;
+  queueMs: number;
+  runMs: number;
+
+  constructor(private readonly answer: RawUnaryAnswer) {
+    this.wire = answer.pieces;
+    this.queueMs = headerMsOf(answer.headers, QUEUE_MS_HEADER);
+    this.runMs = headerMsOf(answer.headers, RUN_MS_HEADER);
+  }
+
+  get bytes(): Buffer {
+    return this.answer.message;
+  }
 }
 
 const PREDICT_PATH = InferenceServiceWire.predict.path;
@@ -64,15 +82,7 @@ function grpcPredict(node: NodeHandle): UnaryMethod<PredictRequest, EncodedPredi
 export async function predictOnNode(node: NodeHandle, request: PredictRequest, opts: CallOpts): Promise<EncodedPrediction> {
   if (!node.raw) return callUnary(grpcPredict(node), request, opts);
   // The request's large tensors go out uncopied, and the answer comes back as the chunks it arrived in.
-  const answer = await node.raw.call(PREDICT_PATH, encodePredictRequestPieces(request), opts);
-  return {
-    get bytes() {
-      return answer.message;
-    },
-    wire: answer.pieces,
-    queueMs: headerMsOf(answer.headers, QUEUE_MS_HEADER),
-    runMs: headerMsOf(answer.headers, RUN_MS_HEADER),
-  };
+  return new RawPrediction(await node.raw.call(PREDICT_PATH, encodePredictRequestPieces(request), opts));
 }
 
 /** One inference node a router (the gateway, an {@link InferenceClient}) can send calls to. */

@@ -93,8 +93,12 @@ class Out {
     this.pos += b.length;
   }
 
-  /** The message as written: the pieces of `buf` between tensors taken by reference, and those tensors. */
-  pieces(): Buffer[] {
+  /**
+   * The message as written: the pieces of `buf` between tensors taken by
+   * reference, and those tensors; `buf` itself when no tensor was taken.
+   */
+  pieces(): Buffer | Buffer[] {
+    if (this.taken.length === 0) return this.buf;
     return this.pos > this.segmentStart ? [...this.taken, this.buf.subarray(this.segmentStart, this.pos)] : this.taken;
   }
 
@@ -151,8 +155,8 @@ export function encodePredictRequest(m: PredictRequest): Buffer {
  * {@link encodePredictResponsePieces}): for a request relayed while its
  * tensors stay unchanged, once or several times (retries, hedged copies).
  */
-export function encodePredictRequestPieces(m: PredictRequest, byReferenceFrom = 64 * 1024): Buffer[] {
-  return writeRequest(m, byReferenceFrom)?.pieces() ?? [Buffer.from(PredictRequest.encode(m).finish())];
+export function encodePredictRequestPieces(m: PredictRequest, byReferenceFrom = 64 * 1024): Buffer | Buffer[] {
+  return writeRequest(m, byReferenceFrom)?.pieces() ?? Buffer.from(PredictRequest.encode(m).finish());
 }
 
 /** How many bytes {@link encodePredictResponse} makes of `m`, without encoding it. */
@@ -184,12 +188,13 @@ function writeResponse(m: PredictResponse, byReferenceFrom = Infinity): Out | un
 /**
  * PredictResponse bytes as pieces to write one after the other, together equal
  * to {@link encodePredictResponse}'s: tensor bytes of `byReferenceFrom` bytes
- * and more are pieces of their own, the tensors' memory itself, not copied.
+ * and more are pieces of their own, the tensors' memory itself, not copied;
+ * one buffer when there is no such tensor.
  * For an answer that is written out and dropped (its tensors are not changed
  * while the write is in progress).
  */
-export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom = 64 * 1024): Buffer[] {
-  return writeResponse(m, byReferenceFrom)?.pieces() ?? [Buffer.from(PredictResponse.encode(m).finish())];
+export function encodePredictResponsePieces(m: PredictResponse, byReferenceFrom = 64 * 1024): Buffer | Buffer[] {
+  return writeResponse(m, byReferenceFrom)?.pieces() ?? Buffer.from(PredictResponse.encode(m).finish());
 }
 
 /** PredictResponse bytes, equal to the generated encoder's, with each tensor's bytes copied once. */

@@ -32,15 +32,18 @@ export interface RawUnaryAnswer {
   readonly headers: IncomingHttpHeaders;
 }
 
-function answerOf(pieces: Buffer[], headers: IncomingHttpHeaders): RawUnaryAnswer {
-  let joined: Buffer | undefined;
-  return {
-    get message() {
-      return (joined ??= pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
-    },
-    pieces,
-    headers,
-  };
+/** An answer as it arrived; one class, so the hot path's property reads stay monomorphic. */
+class ReceivedAnswer implements RawUnaryAnswer {
+  private joined?: Buffer;
+
+  constructor(
+    readonly pieces: readonly Buffer[],
+    readonly headers: IncomingHttpHeaders,
+  ) {}
+
+  get message(): Buffer {
+    return (this.joined ??= this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces));
+  }
 }
 
 /** A failed call as grpc-js reports one: code, details and the trailers as metadata. */
@@ -392,7 +395,7 @@ class PendingCall {
       this.finish({ error: callError(status.UNIMPLEMENTED, `the server answered OK without a whole response message (${this.reader.size} bytes)`, trailers) });
       return;
     }
-    this.finish(answerOf(this.reader.pieces(), this.headers ?? {}));
+    this.finish(new ReceivedAnswer(this.reader.pieces(), this.headers ?? {}));
   }
 
   private closed(): void {
