@@ -118,7 +118,12 @@ export function applyHeapGrowing(config: { heapGrowingPercent: number }): void {
  * 0.8-1.1x within 17 s; tiny-model throughput the same (1,440 against 1,454
  * req/s in a 20 s soak). The price: a mmap per socket read, and refusals under
  * overload reached the load generator later (p99 0.9-1.0 s against 0.6 s at
- * 3x on the shared cores). Nodes keep the defaults:
+ * 3x on the shared cores). Rechecked once the gateway stopped copying
+ * tensors it relays: the settings cost it about 1.1 ms of CPU per PP-OCRv4
+ * inference (3.6-3.75 against 2.4-2.6 ms on the defaults), and after a 10x
+ * overload its resident size stays flat until the first garbage collection,
+ * 18-27 s later, then falls below its level before; a 128 KiB threshold
+ * collected 36-45 s later and kept up to 1.26x. Nodes keep the defaults:
  * onnxruntime has its own arenas and their memory accounting is calibrated
  * on them. So does a gateway with its node embedded: onnxruntime-node
  * allocates every output afresh (1 MB a PP-OCRv4 run), which these settings
