@@ -67,6 +67,22 @@ describe('openSession', () => {
     if (process.platform === 'linux') expect(answer.cpuMs).toBeGreaterThanOrEqual(0);
   });
 
+  it('runs on a session thread an input whose bytes sit at any offset of a larger buffer, leaving that buffer intact', async () => {
+    runner = await openSession(path, options, { thread: true });
+    const values = seededFloats(8, 5);
+    const want = await expected(values);
+    for (const offset of [0, 1, 3, 4]) {
+      // As a request decoded from the wire: the tensor is a view into the received message.
+      const received = Buffer.alloc(offset + values.byteLength + 3, 0xee);
+      Buffer.from(values.buffer).copy(received, offset);
+      const tensor = { ...input(values), rawData: received.subarray(offset, offset + values.byteLength) };
+      expect(floats((await runner.run([tensor], ['output'])).outputs[0])).toEqual(want);
+      // The copy moved to the thread, not the request's memory: the view still reads the same bytes.
+      expect(tensor.rawData.byteLength).toBe(values.byteLength);
+      expect(tensor.rawData.equals(Buffer.from(values.buffer))).toBe(true);
+    }
+  });
+
   it('fails to open several instances of an artifact that is not a model', async () => {
     const bad = join(dir.path, 'bad.onnx');
     writeFileSync(bad, 'not an onnx model');

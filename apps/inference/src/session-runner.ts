@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
-import type { Tensor } from '@maas/proto';
+import { DataType, type Tensor } from '@maas/proto';
 import { UnavailableError } from '@maas/rpc';
 import { fromOrtTensor, toOrtTensor } from '@maas/tensor';
 
@@ -131,10 +131,12 @@ class ThreadSession implements SessionRunner {
     if (this.gone) return Promise.reject(this.gone);
     const transfer: ArrayBuffer[] = [];
     const feeds: Packed[] = inputs.map((t) => {
-      const ort = toOrtTensor(t);
+      // The request bytes are a view into a larger receive buffer, often at an offset the element type
+      // cannot start at: copy them once into memory of their own (aligned), then move that copy.
+      const own = t.dtype === DataType.DATA_TYPE_STRING ? t : { ...t, rawData: Buffer.from(new Uint8Array(t.rawData).buffer) };
+      const ort = toOrtTensor(own);
       if (ort.type === 'string') return { name: t.name, type: ort.type, dims: ort.dims, data: ort.data };
-      // The request bytes are a view into a larger receive buffer: copy them once, then move the copy.
-      const data = (ort.data as Exclude<OrtTensor.DataType, string[]>).slice();
+      const data = ort.data as Exclude<OrtTensor.DataType, string[]>;
       transfer.push(data.buffer as ArrayBuffer);
       return { name: t.name, type: ort.type, dims: ort.dims, data };
     });
