@@ -52,7 +52,20 @@ function headBytes(m: Head): number {
 /** Writes into a buffer sized in advance. */
 class Out {
   pos = 0;
-  constructor(readonly buf: Buffer) {}
+  readonly buf: Buffer;
+
+  /**
+   * For a message of `total` bytes whose tensors' bytes of `byReference` and
+   * more stay out of {@link buf}, taken by reference (see {@link pieces}).
+   */
+  constructor(
+    total: number,
+    tensors: readonly Tensor[],
+    readonly byReference = Infinity,
+  ) {
+    for (const t of tensors) if (t.rawData.length >= byReference) total -= t.rawData.length;
+    this.buf = Buffer.allocUnsafe(total);
+  }
 
   varint(n: number): void {
     while (n >= 0x80) {
@@ -79,7 +92,6 @@ class Out {
   /** Bytes from {@link byReference} up are not copied: the message is then a list of pieces (see {@link pieces}). */
   private readonly taken: Buffer[] = [];
   private segmentStart = 0;
-  byReference = Infinity;
 
   bytes(tag: number, b: Uint8Array): void {
     this.buf[this.pos++] = tag;
@@ -133,9 +145,7 @@ function writeRequest(m: PredictRequest, byReferenceFrom = Infinity): Out | unde
   for (const s of sizes) total += fieldSize(s);
   for (const name of m.outputNames) total += fieldSize(Buffer.byteLength(name));
   if (m.sha256 !== '') total += fieldSize(Buffer.byteLength(m.sha256));
-  for (const t of m.inputs) if (t.rawData.length >= byReferenceFrom) total -= t.rawData.length;
-  const out = new Out(Buffer.allocUnsafe(total));
-  out.byReference = byReferenceFrom;
+  const out = new Out(total, m.inputs, byReferenceFrom);
   out.head(m);
   if (m.alias !== '') out.string(26, m.alias);
   m.inputs.forEach((t, i) => out.tensor(34, t, sizes[i]));
@@ -177,9 +187,7 @@ function writeResponse(m: PredictResponse, byReferenceFrom = Infinity): Out | un
   const sizes = m.outputs.map(tensorBytes);
   let total = headBytes(m);
   for (const s of sizes) total += fieldSize(s);
-  for (const t of m.outputs) if (t.rawData.length >= byReferenceFrom) total -= t.rawData.length;
-  const out = new Out(Buffer.allocUnsafe(total));
-  out.byReference = byReferenceFrom;
+  const out = new Out(total, m.outputs, byReferenceFrom);
   out.head(m);
   m.outputs.forEach((t, i) => out.tensor(26, t, sizes[i]));
   return out;
