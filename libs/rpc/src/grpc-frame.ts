@@ -7,6 +7,12 @@ const JOIN_BELOW_BYTES = 64 * 1024;
 /** A message's bytes: one buffer, or pieces to be sent one after the other (see encodePredictResponsePieces). */
 export type MessageBytes = Buffer | readonly Buffer[];
 
+/** A message as one buffer: the buffer itself, the one piece, or the pieces joined into a copy. */
+export function joinedMessage(message: MessageBytes): Buffer {
+  if (Buffer.isBuffer(message)) return message;
+  return message.length === 1 ? message[0] : Buffer.concat(message);
+}
+
 /** How many bytes a message has. */
 export function messageLength(message: MessageBytes): number {
   if (Buffer.isBuffer(message)) return message.length;
@@ -85,11 +91,9 @@ export class UnaryMessageReader {
     return undefined;
   }
 
-  /** The message without its prefix; call once {@link complete}. Releases the chunks. */
+  /** The message without its prefix, copied only when it arrived in several chunks; call once {@link complete}. Releases the chunks. */
   message(): Buffer {
-    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.received);
-    this.chunks = [];
-    return whole.subarray(5);
+    return joinedMessage(this.pieces());
   }
 
   /**

@@ -2,7 +2,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
 import { deadlineMsOf, type CallOpts } from './grpc-client';
-import { endWithMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
+import { endWithMessage, joinedMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
 import { callFailure, type CallFailure } from './status-mapper';
 
 /** Options of a {@link RawUnaryClient}. */
@@ -42,7 +42,7 @@ class ReceivedAnswer implements RawUnaryAnswer {
   ) {}
 
   get message(): Buffer {
-    return (this.joined ??= this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces));
+    return (this.joined ??= joinedMessage(this.pieces));
   }
 }
 
