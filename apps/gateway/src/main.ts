@@ -1,4 +1,4 @@
-import { applyHeapGrowing, ConfigError, consulTokenOf } from '@maas/config';
+import { applyHeapGrowing, ConfigError, consulTokenOf, startIdleGc } from '@maas/config';
 import { createRegistrar } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter } from '@maas/rpc';
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     throw err;
   }
   applyHeapGrowing(config);
+  startIdleGc(config);
   const logger = createLogger({ name: 'gateway', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, consulToken, logger }) : undefined;

@@ -11,6 +11,7 @@ export const inferenceConfigSchema = {
   redisUrl: commonConfig.redisUrl,
   metricsPort: commonConfig.metricsPort,
   heapGrowingPercent: commonConfig.heapGrowingPercent,
+  idleGcMiB: commonConfig.idleGcMiB,
   tlsCertFile: commonConfig.tlsCertFile,
   tlsKeyFile: commonConfig.tlsKeyFile,
   tlsCaFile: commonConfig.tlsCaFile,

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { applyHeapGrowing, ConfigError, consulTokenOf } from '@maas/config';
+import { applyHeapGrowing, ConfigError, consulTokenOf, startIdleGc } from '@maas/config';
 import { createRegistrar, SERVICE_REGISTRY, splitHostPort } from '@maas/discovery';
 import { createLogger } from '@maas/observability';
 import { setUnexpectedErrorReporter, tlsEnabled, tlsFilesOf } from '@maas/rpc';
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     throw err;
   }
   applyHeapGrowing(config);
+  startIdleGc(config);
   const logger = createLogger({ name: 'registry', level: config.logLevel });
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const app = await startRegistry(config, { logger });

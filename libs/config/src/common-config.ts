@@ -87,6 +87,13 @@ export const commonConfig = {
     parse: parse.integer({ min: 0, max: 1000 }),
     doc: "How far V8 lets the JavaScript heap grow past what the last full GC kept before it starts the next one, in percent (400: to 5x); 0: V8's own choice.",
   } satisfies ConfigField<number>,
+  /** Growth of held memory that makes an idle process collect garbage at once; see {@link startIdleGc}. */
+  idleGcMiB: {
+    env: 'IDLE_GC_MIB',
+    default: 16,
+    parse: parse.integer({ min: 0, max: 65536 }),
+    doc: 'Once the event loop is idle (busy 10 % of a second or less) and V8\'s heap plus Buffers hold this many MiB more than at the last collection, collect garbage at once, so a burst\'s memory goes back within seconds; 0: leave it to V8.',
+  } satisfies ConfigField<number>,
 };
 
 /**

@@ -1,3 +1,4 @@
 export * from './config-schema';
 export * as parse from './parsers';
 export * from './common-config';
+export * from './idle-gc';
