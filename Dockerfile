@@ -23,6 +23,9 @@ RUN npm ci --omit=dev --no-audit --no-fund && node tools/slim-node-modules.cjs n
 # Stage 3: compiled code and production dependencies, run as plain node by the unprivileged node user.
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
+# jemalloc for the relaying gateway (compose and the manifests preload it there), linked at one path on every architecture.
+RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/* \
+  && ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" /usr/local/lib/libjemalloc.so.2
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { BUFFER_MALLOC_ENV } from '@maas/config';
+import { BUFFER_MALLOC_ENV, gatewayMallocEnv, jemallocPath } from '@maas/config';
 
 /** Set in the compiled CLI (tools/build.cjs defines it): the services then run compiled too. */
 const COMPILED = process.env.MAAS_COMPILED === '1';
@@ -158,7 +158,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
       name: 'gateway',
       entry: 'apps/gateway/src/main.ts',
       env: {
-        ...BUFFER_MALLOC_ENV,
+        ...gatewayMallocEnv(jemallocPath()),
         GATEWAY_PORT: String(options.ports.gateway),
         GATEWAY_HTTP_PORT: String(options.ports.gatewayHttp),
         GATEWAY_AUTH: process.env.GATEWAY_AUTH || 'off',

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUFFER_MALLOC_ENV } from '@maas/config';
+import { BUFFER_MALLOC_ENV, gatewayMallocEnv, JEMALLOC_IMAGE_PATH } from '@maas/config';
 import { SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY } from '@maas/discovery';
 import { REPO_ROOT } from '@maas/testing';
 import { gatewayConfigSchema } from '../../gateway/src/config';
@@ -94,13 +94,14 @@ if (!available) {
     for (const [name, service] of Object.entries(services)) {
       const entry = service.command?.[0];
       if (!entry || !schemas[entry]) continue;
-      // What the service's config reads (a gateway with its node embedded reads the node's too), and for the relaying gateway
-      // and the registry the C library's malloc settings (BUFFER_MALLOC_ENV; a gateway running onnxruntime keeps the defaults).
+      // What the service's config reads (a gateway with its node embedded reads the node's too), and the malloc settings of the
+      // relaying gateway (jemalloc, gatewayMallocEnv) and the registry (BUFFER_MALLOC_ENV); a gateway running onnxruntime keeps the defaults.
       const embeds = service.environment?.GATEWAY_EMBEDDED_NODE === 'on';
       const known = new Set([
         ...Object.values(schemas[entry]).map((f) => f.env),
         ...(embeds ? Object.values(inferenceConfigSchema).map((f) => f.env) : []),
-        ...(/gateway|registry/.test(entry) && !embeds ? Object.keys(BUFFER_MALLOC_ENV) : []),
+        ...(/gateway/.test(entry) && !embeds ? Object.keys(gatewayMallocEnv(JEMALLOC_IMAGE_PATH)) : []),
+        ...(/registry/.test(entry) ? Object.keys(BUFFER_MALLOC_ENV) : []),
       ]);
       for (const [key, value] of Object.entries(service.environment ?? {})) {
         expect({ service: name, variable: key, known: known.has(key) }).toEqual({ service: name, variable: key, known: true });
@@ -111,7 +112,9 @@ if (!available) {
       if (known.has('REDIS_URL')) expect(service.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379' });
     }
     expect([...seen.REGISTRY_ADDRESS]).toEqual(['registry:50051']);
-    for (const name of ['gateway', 'registry']) expect(services[name].environment).toMatchObject(BUFFER_MALLOC_ENV);
+    expect(services.gateway.environment).toMatchObject(gatewayMallocEnv(JEMALLOC_IMAGE_PATH));
+    expect(services.registry.environment).toMatchObject(BUFFER_MALLOC_ENV);
+    expect(services.registry.environment?.LD_PRELOAD).toBeUndefined();
     expect(services['inference-1'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-1:50061');
     expect(services['inference-2'].environment?.INFERENCE_ADVERTISE_ADDRESS).toBe('inference-2:50061');
     // The co-located layout: its node is reachable by the other gateway at the address it registers.

@@ -5,7 +5,7 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IService } from 'kubernetes-models/v1/Service';
 import { parseAllDocuments } from 'yaml';
-import { BUFFER_MALLOC_ENV, parse } from '@maas/config';
+import { gatewayMallocEnv, JEMALLOC_IMAGE_PATH, parse } from '@maas/config';
 import { REPO_ROOT } from '@maas/testing';
 import { LIVENESS_SERVICE } from '@maas/rpc';
 import { gatewayConfigSchema } from '../../gateway/src/config';
@@ -59,8 +59,8 @@ describe('Kubernetes manifests (deploy/k8s/embedded)', () => {
     expect(env('INFERENCE_ADVERTISE_ADDRESS')).toBe(`$(POD_IP):${nodePort}`);
     expect(container.ports?.map((p) => p.containerPort)).toContain(nodePort);
     expect(env('INFERENCE_NODE_ID')).toBe('$(POD_NAME)');
-    // It runs onnxruntime, so it keeps glibc's malloc defaults as nodes do, not the relaying gateway's large-buffer settings.
-    for (const name of Object.keys(BUFFER_MALLOC_ENV)) expect(env(name)).toBeUndefined();
+    // It runs onnxruntime, so it keeps glibc's malloc defaults as nodes do, not the relaying gateway's jemalloc or large-buffer settings.
+    for (const name of Object.keys(gatewayMallocEnv(JEMALLOC_IMAGE_PATH))) expect(env(name)).toBeUndefined();
   });
 
   it('probes the gateway, drains within the grace period, and serves its own Service', () => {

@@ -8,7 +8,7 @@ import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { parseAllDocuments } from 'yaml';
-import { BUFFER_MALLOC_ENV, parse } from '@maas/config';
+import { BUFFER_MALLOC_ENV, gatewayMallocEnv, JEMALLOC_IMAGE_PATH, parse } from '@maas/config';
 import { REPO_ROOT } from '@maas/testing';
 import { gatewayConfigSchema } from '../../gateway/src/config';
 import { inferenceConfigSchema } from '../../inference/src/config';
@@ -32,10 +32,10 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
 };
 
 /** Each MaaS service's compiled entry and the configuration it reads. */
-const APPS: Record<string, { schema: Record<string, { env: string }>; malloc: boolean }> = {
-  'dist/registry/main.js': { schema: registryConfigSchema, malloc: true },
-  'dist/inference/main.js': { schema: inferenceConfigSchema, malloc: false },
-  'dist/gateway/main.js': { schema: gatewayConfigSchema, malloc: true },
+const APPS: Record<string, { schema: Record<string, { env: string }>; malloc: Readonly<Record<string, string>> }> = {
+  'dist/registry/main.js': { schema: registryConfigSchema, malloc: BUFFER_MALLOC_ENV },
+  'dist/inference/main.js': { schema: inferenceConfigSchema, malloc: {} },
+  'dist/gateway/main.js': { schema: gatewayConfigSchema, malloc: gatewayMallocEnv(JEMALLOC_IMAGE_PATH) },
 };
 
 const kustomization = parseAllDocuments(readFileSync(join(BASE, 'kustomization.yaml'), 'utf8'))[0].toJS() as {
@@ -112,7 +112,7 @@ describe('Kubernetes manifests (deploy/k8s/base)', () => {
       const entry = container.args![0];
       expect(existsSync(join(REPO_ROOT, entry))).toBe(true);
       const app = APPS[entry];
-      const known = new Set([...Object.values(app.schema).map((f) => f.env), ...(app.malloc ? Object.keys(BUFFER_MALLOC_ENV) : [])]);
+      const known = new Set([...Object.values(app.schema).map((f) => f.env), ...Object.keys(app.malloc)]);
       const env = container.env ?? [];
       // Downward-API values (the pod's IP and name) are allowed where another variable uses them as $(NAME).
       const referenced = new Set(env.flatMap((e) => [...(e.value ?? '').matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1])));
@@ -120,7 +120,7 @@ describe('Kubernetes manifests (deploy/k8s/base)', () => {
         const ok = known.has(variable.name) || (variable.valueFrom?.fieldRef !== undefined && referenced.has(variable.name));
         expect({ entry, variable: variable.name, ok }).toEqual({ entry, variable: variable.name, ok: true });
       }
-      if (app.malloc) expect(Object.fromEntries(env.filter((e) => e.name in BUFFER_MALLOC_ENV).map((e) => [e.name, e.value]))).toEqual(BUFFER_MALLOC_ENV);
+      expect(Object.fromEntries(env.filter((e) => e.name in app.malloc || e.name === 'LD_PRELOAD').map((e) => [e.name, e.value]))).toEqual(app.malloc);
     }
   });
 

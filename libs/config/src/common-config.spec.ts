@@ -1,8 +1,9 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from './config-schema';
-import { BUFFER_MALLOC_ENV, bufferMallocEnvFor, consulTokenOf } from './common-config';
+import { BUFFER_MALLOC_ENV, bufferMallocEnvFor, consulTokenOf, gatewayMallocEnv, JEMALLOC_CONF, JEMALLOC_IMAGE_PATH, jemallocPath } from './common-config';
 
 describe('consulTokenOf', () => {
   const dir = mkdtempSync(join(tmpdir(), 'maas-token-'));
@@ -26,11 +27,34 @@ describe('consulTokenOf', () => {
 });
 
 describe('bufferMallocEnvFor', () => {
-  it('gives the relaying gateway and the registry the large-buffer settings, nodes and an embedded gateway none', () => {
-    expect(bufferMallocEnvFor('apps/gateway/src/main.ts', {})).toEqual(BUFFER_MALLOC_ENV);
+  it('gives the relaying gateway jemalloc where installed, the registry the large-buffer settings, nodes and an embedded gateway none', () => {
+    expect(bufferMallocEnvFor('apps/gateway/src/main.ts', {})).toEqual(gatewayMallocEnv(jemallocPath()));
     expect(bufferMallocEnvFor('/repo/apps/registry/src/main.ts', { REGISTRY_PORT: '0' })).toEqual(BUFFER_MALLOC_ENV);
     expect(bufferMallocEnvFor('apps/gateway/src/main.ts', { GATEWAY_EMBEDDED_NODE: 'on' })).toEqual({});
     expect(bufferMallocEnvFor('apps/inference/src/main.ts', {})).toEqual({});
     expect(bufferMallocEnvFor('bench/src/noop-server.ts', {})).toEqual({});
+  });
+});
+
+describe('gatewayMallocEnv', () => {
+  it('preloads jemalloc with glibc\'s large-buffer settings beside it, or gives those alone without jemalloc', () => {
+    expect(gatewayMallocEnv('/lib/j.so')).toEqual({ LD_PRELOAD: '/lib/j.so', MALLOC_CONF: JEMALLOC_CONF, ...BUFFER_MALLOC_ENV });
+    expect(gatewayMallocEnv(undefined)).toEqual(BUFFER_MALLOC_ENV);
+    expect(jemallocPath(() => false)).toBeUndefined();
+    expect(jemallocPath((p) => p === JEMALLOC_IMAGE_PATH)).toBe(JEMALLOC_IMAGE_PATH);
+    expect(jemallocPath((p) => p.startsWith('/usr/lib/') && p.includes('-linux-gnu/'))).toMatch(/^\/usr\/lib\/(x86_64|aarch64)-linux-gnu\/libjemalloc\.so\.2$/);
+  });
+
+  it('runs node on jemalloc where it is installed (CI installs libjemalloc2), with the settings it is given', () => {
+    const path = jemallocPath();
+    if (!path) {
+      expect(process.env.CI).toBeUndefined();
+      return;
+    }
+    const out = execFileSync(process.execPath, ['-e', "process.stdout.write(require('fs').readFileSync('/proc/self/maps', 'utf8'))"], { env: { ...process.env, ...gatewayMallocEnv(path) }, encoding: 'utf8' });
+    expect(out).toContain('libjemalloc.so.2');
+    // jemalloc says what it cannot parse of MALLOC_CONF on stderr: nothing here.
+    const run = spawnSync(process.execPath, ['-e', 'Buffer.alloc(1 << 20).fill(1)'], { env: { ...process.env, ...gatewayMallocEnv(path) }, encoding: 'utf8' });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
   });
 });

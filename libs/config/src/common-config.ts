@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { ConfigError, type ConfigField } from './config-schema';
 import * as parse from './parsers';
@@ -115,7 +115,8 @@ export function applyHeapGrowing(config: { heapGrowingPercent: number }): void {
 
 /**
  * glibc malloc settings for the processes that pass large buffers through
- * (the gateway, the registry): allocations from 32 KiB up (tensors, chunks,
+ * (the registry; the relaying gateway where jemalloc is missing, see
+ * {@link gatewayMallocEnv}): allocations from 32 KiB up (tensors, chunks,
  * socket reads) are served by mmap and so go back to the system when freed,
  * and two arenas serve one JavaScript thread. Measured on the gateway after
  * 10 s of 10x overload, resident size against its level before: glibc's
@@ -137,18 +138,63 @@ export function applyHeapGrowing(config: { heapGrowingPercent: number }): void {
  * hand back and fault in again on every run; `bench:probe --embedded` on
  * PP-OCRv4 at c=32 went from 59-61 req/s and 24.6-24.9 ms of the gateway's CPU
  * per inference to 23-28 req/s and 40-49 ms with them (set on every process
- * of the probe). Compose sets these on the relaying gateway and the registry;
- * `maas dev`, the tests' process starter and the bench too.
+ * of the probe). Compose sets these on the registry, and on the relaying
+ * gateway beside jemalloc; `maas dev`, the tests' process starter and the
+ * bench too.
  */
 export const BUFFER_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_ARENA_MAX: '2' };
 
 /**
+ * Where the image links jemalloc (Debian's libjemalloc2, see the Dockerfile),
+ * the same path on every architecture.
+ */
+export const JEMALLOC_IMAGE_PATH = '/usr/local/lib/libjemalloc.so.2';
+
+/**
+ * jemalloc's settings for the relaying gateway: freed pages go back to the
+ * system a second after they were last used (a background thread purges them
+ * while the process is idle), and two arenas serve one JavaScript thread.
+ */
+export const JEMALLOC_CONF = 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2';
+
+/**
+ * The relaying gateway's malloc: jemalloc (LD_PRELOAD) at `path`, with
+ * {@link BUFFER_MALLOC_ENV} for glibc should it not load; glibc's settings
+ * alone when `path` is undefined (no jemalloc installed).
+ *
+ * Why: the gateway moves every request and answer through buffers from
+ * malloc, Node's 64 KiB socket reads above all. Under glibc with
+ * BUFFER_MALLOC_ENV each of those is a fresh mapping faulted in page by page,
+ * about 1 ms of CPU per PP-OCRv4 inference; glibc's defaults avoid that but
+ * keep a burst's memory. jemalloc reuses freed blocks and still returns
+ * unused pages within a second. Measured (`bench:probe --model medium
+ * --target gateway --concurrency 32 --gateway-env`, alternating, G J J G G
+ * J): the gateway spent 3.28-3.62 ms per inference on jemalloc against
+ * 4.14-5.33 ms on BUFFER_MALLOC_ENV. After 10 s of 10x overload (the fault
+ * suite's overload test, with {@link startIdleGc}) its resident size went
+ * 174 -> 217 MiB during the burst and was back at 127 MiB 3 s after it, 84
+ * MiB 21 s after. The registry keeps BUFFER_MALLOC_ENV: on jemalloc its
+ * resident size grew 64 MiB during a 256 MiB upload against 43 MiB on glibc.
+ */
+export function gatewayMallocEnv(path: string | undefined): Readonly<Record<string, string>> {
+  return path ? { LD_PRELOAD: path, MALLOC_CONF: JEMALLOC_CONF, ...BUFFER_MALLOC_ENV } : BUFFER_MALLOC_ENV;
+}
+
+/** jemalloc's shared library on this machine: the image's link, else Debian's and other distributions' places; undefined when none is there. */
+export function jemallocPath(exists: (path: string) => boolean = existsSync): string | undefined {
+  const multiarch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  return [JEMALLOC_IMAGE_PATH, `/usr/lib/${multiarch}/libjemalloc.so.2`, '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2'].find((p) => exists(p));
+}
+
+/**
  * The malloc settings a process started from a service entry point (`apps/<app>/src/main.ts`) with
- * `env` runs with, as compose gives them: {@link BUFFER_MALLOC_ENV} for the relaying gateway and the
- * registry, glibc's defaults (none) for nodes and for a gateway with its node embedded.
+ * `env` runs with, as compose gives them: {@link gatewayMallocEnv} for the relaying gateway,
+ * {@link BUFFER_MALLOC_ENV} for the registry, glibc's defaults (none) for nodes and for a gateway
+ * with its node embedded.
  */
 export function bufferMallocEnvFor(entry: string, env: Readonly<Record<string, string | undefined>>): Readonly<Record<string, string>> {
-  return /apps\/(gateway|registry)\/src\/main\.ts$/.test(entry) && env.GATEWAY_EMBEDDED_NODE !== 'on' ? BUFFER_MALLOC_ENV : {};
+  if (/apps\/registry\/src\/main\.ts$/.test(entry)) return BUFFER_MALLOC_ENV;
+  return /apps\/gateway\/src\/main\.ts$/.test(entry) && env.GATEWAY_EMBEDDED_NODE !== 'on' ? gatewayMallocEnv(jemallocPath()) : {};
 }
 
 /**
