@@ -25,10 +25,11 @@ const opts = new Command('bench:probe')
   .option('--embedded', 'the node runs inside the gateway process (GATEWAY_EMBEDDED_NODE=on); --target node is its own port')
   .option('--seconds <n>', 'measured seconds after 2 s of warm-up', (v) => Number(v), 6)
   .option('--gateway-env <json>', 'extra environment of the gateway as a JSON object, over the deployed one (malloc settings, say)', (v) => JSON.parse(v) as Record<string, string>, {})
+  .option('--node-env <json>', 'extra environment of the node as a JSON object (with --embedded, use --gateway-env)', (v) => JSON.parse(v) as Record<string, string>, {})
   .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir').choices(['node', 'gateway']))
   .option('--prof-dir <dir>', 'where CPU profiles go', join(REPO_ROOT, 'bench/results/profiles'))
   .parse()
-  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean }>();
+  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; nodeEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean }>();
 
 async function main(): Promise<void> {
   const work = join(tmpdir(), `maas-probe-${process.pid}`);
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
     const registry = await startRegistry(work, redis.url);
     servers.push(registry);
     const registryAddress = `127.0.0.1:${registry.port}`;
-    const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads, METRICS_PORT: '0' };
+    const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads, METRICS_PORT: '0', ...opts.nodeEnv };
     const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1', ...opts.gatewayEnv };
     let nodePort: number;
     let gateway: BenchProcess;

@@ -76,6 +76,10 @@ if (!available) {
     const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/ENTRYPOINT \["node"\]/);
     expect(dockerfile).not.toMatch(/tsx/);
+    // The runtime stage has the jemalloc the relaying gateway preloads, at the path compose and the manifests give it.
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '));
+    expect(runtime).toMatch(/apt-get install -y --no-install-recommends libjemalloc2/);
+    expect(runtime).toContain(`ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2)" ${JEMALLOC_IMAGE_PATH}`);
   });
 
   it('runs consul, redis, registry, two nodes and the gateway with healthchecks and a named registry volume', () => {
