@@ -18,6 +18,9 @@ export interface IdleGcOptions {
   idleUtilization?: number;
 }
 
+/** Attempts stop backing off here: the attempt made with this backoff, should it fail too, makes the level it left the new floor. */
+const MAX_BACKOFF_TICKS = 32;
+
 /**
  * Collects garbage once a process goes quiet with memory to give back.
  *
@@ -28,13 +31,26 @@ export interface IdleGcOptions {
  * the gateway. With malloc handing large blocks back to the system on free,
  * resident size then falls below its level before the burst. This asks for
  * that collection as soon as the event loop is idle and what the process
- * holds (V8's heap and ArrayBuffers) has grown by `growthBytes` over the
- * lowest level seen since the last collection; under steady load it never
- * runs (the loop is busy), and V8 collects as it does anyway.
+ * holds (V8's heap and ArrayBuffers) is `growthBytes` over the lowest level
+ * seen; under steady load it never runs (the loop is busy), and V8 collects
+ * as it does anyway.
+ *
+ * A collection can come while the burst's last calls are still waiting (on a
+ * deadline, say: the loop is idle meanwhile), and their memory dies after it
+ * with nothing allocated since. So a collection that leaves the process
+ * still `growthBytes` over its lowest level (or seems to: V8 frees dead
+ * ArrayBuffers' memory on a background thread, moments after) is tried again
+ * 1, 2, 4, 8 and 16 ticks later; once the last of those fails too, the
+ * process holds more for good (a cache grew, a model loaded) and that level
+ * becomes the new floor.
  */
 export class IdleGc {
-  /** Lowest held memory seen since the last collection this made. */
+  /** Lowest held memory seen since the level was last accepted. */
   private floor = Infinity;
+  /** Ticks to let pass before the next attempt. */
+  private wait = 0;
+  /** Ticks between attempts while they give back too little. */
+  private backoff = 1;
   /** Collections this made. */
   collections = 0;
 
@@ -48,11 +64,31 @@ export class IdleGc {
   tick(): boolean {
     const held = this.memory.held();
     const busy = this.memory.utilization();
+    const growth = this.options.growthBytes;
     this.floor = Math.min(this.floor, held);
-    if (busy > (this.options.idleUtilization ?? 0.1) || held - this.floor < this.options.growthBytes) return false;
+    if (held - this.floor < growth) {
+      this.wait = 0;
+      this.backoff = 1;
+      return false;
+    }
+    if (busy > (this.options.idleUtilization ?? 0.1)) return false;
+    if (this.wait > 0) {
+      this.wait -= 1;
+      return false;
+    }
     this.collect();
     this.collections += 1;
-    this.floor = this.memory.held();
+    const left = this.memory.held();
+    this.floor = Math.min(this.floor, left);
+    if (left - this.floor < growth) {
+      this.backoff = 1;
+    } else if (this.backoff >= MAX_BACKOFF_TICKS) {
+      this.floor = left;
+      this.backoff = 1;
+    } else {
+      this.wait = this.backoff;
+      this.backoff *= 2;
+    }
     return true;
   }
 }
