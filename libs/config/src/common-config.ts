@@ -92,7 +92,7 @@ export const commonConfig = {
     env: 'IDLE_GC_MIB',
     default: 16,
     parse: parse.integer({ min: 0, max: 65536 }),
-    doc: 'Once the event loop is idle (busy 10 % of a second or less) and V8\'s heap plus Buffers hold this many MiB more than at the last collection, collect garbage at once, so a burst\'s memory goes back within seconds; 0: leave it to V8.',
+    doc: 'Once the event loop is idle (busy 10 % of a second or less) and V8\'s heap plus Buffers hold this many MiB more than the lowest level seen, collect garbage at once (and again 1-16 s later while that stays so), so a burst\'s memory goes back within seconds; 0: leave it to V8.',
   } satisfies ConfigField<number>,
 };
 
