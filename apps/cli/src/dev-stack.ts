@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { BUFFER_MALLOC_ENV, gatewayMallocEnv, jemallocPath } from '@maas/config';
+import { bufferMallocEnvFor } from '@maas/config';
 
 /** Set in the compiled CLI (tools/build.cjs defines it): the services then run compiled too. */
 const COMPILED = process.env.MAAS_COMPILED === '1';
@@ -62,7 +62,8 @@ function describeLine(name: string, text: string): string {
 export function startServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
   const child = spawn(process.execPath, serviceCommand(options.entry), {
     cwd: REPO_ROOT,
-    env: { ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), ...options.env },
+    // The malloc settings compose gives the service (jemalloc for the relaying gateway, see bufferMallocEnvFor).
+    env: { ...process.env, TSX_TSCONFIG_PATH: join(REPO_ROOT, 'tsconfig.json'), ...bufferMallocEnvFor(options.entry, options.env), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | string>((done) => child.once('exit', (code, signal) => done(code ?? signal ?? -1)));
@@ -133,7 +134,7 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
     const registry = await startServiceProcess({
       name: 'registry',
       entry: 'apps/registry/src/main.ts',
-      env: { ...BUFFER_MALLOC_ENV, REGISTRY_PORT: String(options.ports.registry), REGISTRY_DATA_DIR: join(options.dataDir, 'registry') },
+      env: { REGISTRY_PORT: String(options.ports.registry), REGISTRY_DATA_DIR: join(options.dataDir, 'registry') },
       log: options.log,
     });
     started.push(registry);
@@ -158,7 +159,6 @@ export async function startDevStack(options: { ports: DevPorts; dataDir: string;
       name: 'gateway',
       entry: 'apps/gateway/src/main.ts',
       env: {
-        ...gatewayMallocEnv(jemallocPath()),
         GATEWAY_PORT: String(options.ports.gateway),
         GATEWAY_HTTP_PORT: String(options.ports.gatewayHttp),
         GATEWAY_AUTH: process.env.GATEWAY_AUTH || 'off',

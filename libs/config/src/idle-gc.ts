@@ -12,7 +12,7 @@ export interface HeldMemory {
 
 /** Options of {@link IdleGc}. */
 export interface IdleGcOptions {
-  /** Growth of held memory since the lowest level seen (at the last collection) that makes an idle process collect, in bytes. */
+  /** Growth of held memory over the lowest level seen (since a level was last accepted, see {@link IdleGc}) that makes an idle process collect, in bytes. */
   growthBytes: number;
   /** Event-loop utilization at or under which the process counts as idle. @default 0.1 */
   idleUtilization?: number;
