@@ -113,7 +113,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   if (config.redisUrl) {
     bus = createChangeBus({ redisUrl: config.redisUrl, logger, role: 'reader' });
     bus.subscribe((event) => logger.debug({ event }, 'model change'));
-    cache = createMetadataCache({ redisUrl: config.redisUrl, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });
+    cache = createMetadataCache({ redisUrl: config.redisUrl, logger, near: { bus, ttlMs: config.cacheNearTtlMs, lease: config.cacheLease === 'on' } });
     if (!(await redisLayerOf(cache)!.ready())) logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; resolving through the registry until it is');
   }
   const keys = config.auth === 'on' ? await loadKeys(config) : [];

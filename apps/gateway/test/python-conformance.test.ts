@@ -146,6 +146,8 @@ describeIf('public API through a Python grpcio client', () => {
       gateway_a_http: `127.0.0.1:${gatewayA.httpPort}`,
       gateway_b_http: `127.0.0.1:${gatewayB.httpPort}`,
       gateway_b_limit: SMALL_LIMIT,
+      // Frozen (SIGSTOP) while aliases are flipped through A.
+      gateway_b_pid: gatewayB.pid,
       // Node a's log lines are gateway A's: one process.
       nodes: nodes.map((n, i) => ({ address: `127.0.0.1:${n.port}`, metrics: `127.0.0.1:${n.metricsPort}`, pid: n.pid, log: log(i === 0 ? 'gateway-a' : 'node-b') })),
       gateway_a_log: log('gateway-a'),

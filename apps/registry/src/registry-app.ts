@@ -1,4 +1,4 @@
-import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { createChangeBus, createMetadataCache, LeaseWaiter, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer, serverCredentials, tlsFilesOf } from '@maas/rpc';
@@ -44,6 +44,8 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   const registry = new Registry(store, cache, bus, {
     maxUploadBytes: config.maxUploadBytes,
     verifyWithOnnxruntimeMaxBytes: config.verifyMaxBytes,
+    // Gateways may hold leases on their memory of this Redis: writes wait for them.
+    leases: redisCache ? new LeaseWaiter(redisCache.redis, { logger }) : undefined,
     logger,
   });
   const metricsRegistry = createMetricsRegistry('registry');

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { cacheFields, protoCodec, readThrough, type ChangeBus, type MetadataCache } from '@maas/cache';
+import { cacheFields, newWriteId, protoCodec, readThrough, type ChangeBus, type LeaseWaiter, type MetadataCache } from '@maas/cache';
 import { readOnnxSignature, verifyWithOnnxruntime } from '@maas/onnx';
 import { Model, ModelChangeEvent_Kind, ModelVersion, VersionState, type UploadMetadata } from '@maas/proto';
 import {
@@ -25,6 +25,12 @@ export interface RegistryOptions {
   maxUploadBytes?: number;
   /** Artifacts up to this size are also loaded once by onnxruntime at upload (costs about their size in memory). @default 256 MiB */
   verifyWithOnnxruntimeMaxBytes?: number;
+  /**
+   * Near caches that hold leases on their memory (gateways): each write is
+   * acknowledged only once every holder has dropped what it changed or lost
+   * its lease. Without it, events carry no write id and nothing is awaited.
+   */
+  leases?: LeaseWaiter;
   logger?: Logger;
 }
 
@@ -52,6 +58,7 @@ export class Registry {
   private readonly maxUploadBytes: number;
   private readonly verifyMaxBytes: number;
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly leases?: LeaseWaiter;
   /** Artifact bytes stored by successful uploads since start. */
   uploadedBytes = 0;
 
@@ -63,6 +70,7 @@ export class Registry {
   ) {
     this.maxUploadBytes = options.maxUploadBytes ?? 2 * 1024 ** 3;
     this.verifyMaxBytes = options.verifyWithOnnxruntimeMaxBytes ?? 256 * 1024 ** 2;
+    this.leases = options.leases;
   }
 
   async createModel(name: string, description: string, tags: string[]): Promise<Model> {
@@ -177,7 +185,8 @@ export class Registry {
       });
       this.uploadedBytes += written.sizeBytes;
       for (const alias of aliases) {
-        await this.bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: name, version: version.version, alias, time: new Date() });
+        // Told to nodes and logs; the caches were settled by the write itself.
+        await this.bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: name, version: version.version, alias, time: new Date(), writeId: '' });
       }
       return { ...version, aliases };
     } catch (err) {
@@ -330,7 +339,11 @@ export class Registry {
     return { ...version, aliases };
   }
 
-  /** Runs a write under the model's lock, then invalidates its cache entries and publishes the change. */
+  /**
+   * Runs a write under the model's lock, then invalidates its cache entries,
+   * publishes the change and, with leases, waits until every lease holder has
+   * dropped what it changed: only then is the write acknowledged.
+   */
   private async write<T>(model: string, kind: ModelChangeEvent_Kind, version: number, alias: string, action: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(model) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(action);
@@ -339,7 +352,9 @@ export class Registry {
       const result = await run;
       await this.cache.invalidate(model);
       const changed = version || (result as { version?: number } | undefined)?.version || 0;
-      await this.bus.publish({ kind, model, version: changed, alias, time: new Date() });
+      const writeId = this.leases ? newWriteId() : '';
+      await this.bus.publish({ kind, model, version: changed, alias, time: new Date(), writeId });
+      await this.leases?.settle(writeId);
       return result;
     } finally {
       if (this.locks.get(model) === run) this.locks.delete(model);

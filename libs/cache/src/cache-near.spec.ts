@@ -34,7 +34,7 @@ describe('NearMetadataCache over Redis, kept coherent by the change bus', () => 
   /** What another process (the registry) does on a write: invalidate the shared cache, publish the change. */
   const writeElsewhere = async (model: string) => {
     await other.invalidate(model);
-    await otherBus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model, version: 2, alias: 'production', time: new Date() });
+    await otherBus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model, version: 2, alias: 'production', time: new Date(), writeId: '' });
   };
 
   it('answers a repeated read from memory, asking Redis only for the generation', async () => {

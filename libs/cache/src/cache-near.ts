@@ -1,3 +1,4 @@
+import type { CacheLease } from './cache-lease';
 import type { ChangeBus } from './change-bus';
 import type { CacheRead, CacheStats, MetadataCache } from './metadata-cache';
 
@@ -7,6 +8,13 @@ export interface NearCacheOptions {
   ttlMs?: number;
   /** Most entries kept; the oldest go first. @default 10000 */
   maxEntries?: number;
+  /**
+   * A lease on this memory ({@link CacheLease}, renewing): while
+   * it holds, hits are answered without reading the model's generation, and
+   * every write this cache is told of is acknowledged to its writer once
+   * dropped. Without it every hit reads the generation.
+   */
+  lease?: CacheLease;
 }
 
 interface NearEntry {
@@ -18,6 +26,8 @@ interface NearEntry {
 
 /** Separates the near cache's epoch from the shared cache's generation in the token readers carry. */
 const SEP = '\u0000';
+/** What a hit answered under a lease is: current. */
+const CURRENT = Promise.resolve(true);
 
 /**
  * A process-local layer over a shared {@link MetadataCache} (Redis), so that a
@@ -32,7 +42,10 @@ const SEP = '\u0000';
  * has already reached a client and its next read has reached us (seen under
  * CPU contention). The events still drop a changed model's entries early,
  * and while the bus is (or was) disconnected the layer is bypassed and then
- * emptied. Entries also expire after `ttlMs`. Like the shared cache, a value
+ * emptied. Entries also expire after `ttlMs`. With a lease (see
+ * {@link CacheLease}) the generation read is skipped while the lease holds:
+ * then no write is acknowledged before this process has dropped what it
+ * changed. Like the shared cache, a value
  * loaded before an invalidation is never stored after it: readers carry the
  * model's local epoch, and a store with an outdated epoch is ignored.
  */
@@ -49,6 +62,7 @@ export class NearMetadataCache implements MetadataCache {
   private readonly unsubscribe: Array<() => void>;
   /** Per model, the generation read not yet sent, shared by the hits waiting for it. */
   private readonly checks = new Map<string, Promise<string | undefined>>();
+  private readonly lease?: CacheLease;
 
   constructor(
     readonly shared: MetadataCache,
@@ -57,6 +71,7 @@ export class NearMetadataCache implements MetadataCache {
   ) {
     this.ttlMs = options.ttlMs ?? 10_000;
     this.maxEntries = options.maxEntries ?? 10_000;
+    this.lease = options.lease;
     const sharedStats = shared.stats;
     this.stats = {
       nearHits: 0,
@@ -70,7 +85,17 @@ export class NearMetadataCache implements MetadataCache {
         return sharedStats.errors;
       },
     };
-    this.unsubscribe = [bus.subscribe((event) => this.forget(event.model)), bus.onLiveChange(() => this.clear())];
+    this.unsubscribe = [
+      bus.subscribe((event) => {
+        this.forget(event.model);
+        // Only once dropped: the writer acknowledges its write after this.
+        this.lease?.ack(event.writeId);
+      }),
+      bus.onLiveChange(() => {
+        this.lease?.lapse();
+        this.clear();
+      }),
+    ];
   }
 
   /** Entries held in memory now. */
@@ -92,13 +117,18 @@ export class NearMetadataCache implements MetadataCache {
   /**
    * A value held in memory, to start work on before it is confirmed: `current`
    * settles once the model's generation has been read by a request sent after
-   * this call, true when the value was current then. Nothing may be answered
-   * from the value before `current` is true; when it is false the entry is
-   * dropped. Undefined when memory holds no usable entry.
+   * this call, true when the value was current then (at once while the lease
+   * holds). Nothing may be answered from the value before `current` is true;
+   * when it is false the entry is dropped. Undefined when memory holds no
+   * usable entry.
    */
   peek(model: string, field: string): { value: string; current: Promise<boolean> } | undefined {
     const entry = this.models.get(model)?.get(field);
     if (!entry || !this.bus.live || entry.expires <= Date.now()) return undefined;
+    if (this.lease?.trusted()) {
+      this.stats.nearHits += 1;
+      return { value: entry.value, current: CURRENT };
+    }
     const token = this.tokenOf(model);
     const current = this.generationAfterNow(model).then((generation) => {
       if (generation === entry.generation && token === this.tokenOf(model) && this.bus.live) {
@@ -141,6 +171,7 @@ export class NearMetadataCache implements MetadataCache {
 
   async shutdown(): Promise<void> {
     this.unsubscribe.forEach((off) => off());
+    await this.lease?.stop();
     this.clear();
     await this.shared.shutdown();
   }

@@ -106,7 +106,7 @@ describe('RedisChangeBus', () => {
     const seen: ModelChangeEvent[] = [];
     subscriber.subscribe((event) => seen.push(event));
     await subscriber.ready();
-    const event: ModelChangeEvent = { kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'mlp', version: 2, alias: 'production', time: new Date() };
+    const event: ModelChangeEvent = { kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'mlp', version: 2, alias: 'production', time: new Date(), writeId: 'w1' };
     await publisher.publish(event);
     await waitFor(() => seen.length === 1);
     expect(seen[0]).toEqual(event);
@@ -128,7 +128,7 @@ describe('RedisChangeBus', () => {
       expect(Date.now() - frozenAt).toBeLessThan(BUS_DOWN_DETECTION_MS);
       // A publish that cannot go out holds its caller until every subscriber has noticed.
       const started = Date.now();
-      await bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'm', version: 1, alias: 'a', time: new Date() });
+      await bus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'm', version: 1, alias: 'a', time: new Date(), writeId: '' });
       expect(Date.now() - started).toBeGreaterThanOrEqual(BUS_DOWN_DETECTION_MS - 5);
     } finally {
       process.kill(pid, 'SIGCONT');

@@ -22,6 +22,12 @@ export interface ChangeBus {
   readonly live: boolean;
   /** Calls `listener` whenever {@link live} changes; returns a function that unsubscribes. */
   onLiveChange(listener: (live: boolean) => void): () => void;
+  /**
+   * Resolves true once every event published before this call has been
+   * delivered to the listeners; false when that cannot be known (the bus is
+   * not live, or the check failed).
+   */
+  sync(): Promise<boolean>;
   shutdown(): Promise<void>;
 }
 
@@ -40,6 +46,11 @@ export class MemoryChangeBus implements ChangeBus {
 
   onLiveChange(): () => void {
     return () => undefined;
+  }
+
+  /** Events are delivered as they are published. */
+  async sync(): Promise<boolean> {
+    return true;
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -186,6 +197,22 @@ export class RedisChangeBus implements ChangeBus {
     this.ensureSubscriber();
     this.emitter.on('live', listener);
     return () => this.emitter.off('live', listener);
+  }
+
+  /**
+   * A PING on the subscriber connection: Redis answers it after every message
+   * it took before it, and they are emitted (listeners run) before the PONG
+   * settles.
+   */
+  async sync(): Promise<boolean> {
+    const sub = this.subscriber;
+    if (!sub || sub.status !== 'ready' || !this.live) return false;
+    try {
+      await sub.ping();
+      return this.live;
+    } catch {
+      return false;
+    }
   }
 
   async shutdown(): Promise<void> {

@@ -5,3 +5,4 @@ export * from './cache-near';
 export * from './cached-metadata';
 export * from './change-bus';
 export * from './create';
+export * from './cache-lease';

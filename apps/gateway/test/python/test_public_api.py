@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -295,6 +296,30 @@ class PublicApiTest(unittest.TestCase):
             else:
                 self.assertMatchesOnnxruntime(answer, fixture)
         self.assertEqual(stale, 0, f"{stale} of 40 reads through gateway B answered from the previous alias target")
+
+    def test_alias_flips_while_the_reading_gateway_is_frozen_are_seen_when_it_resumes(self):
+        # Gateway B is stopped (SIGSTOP, connections left open) while the alias is flipped through A: the flip
+        # must still be acknowledged, and the first read through B once it resumes must see it.
+        v1 = push("frozen-flip", "mlp1", aliases=["production"]).version
+        v2 = push("frozen-flip", "mlp2").version
+        self.assertEqual(GW_B.Predict(request_for("frozen-flip", "mlp1"), metadata=PREDICT, timeout=30).version, v1)
+        pid = CONFIG["gateway_b_pid"]
+        stale, slowest = [], 0.0
+        for i in range(6):
+            target = v2 if i % 2 == 0 else v1
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                REG_A.SetAlias(registry_pb2.SetAliasRequest(model="frozen-flip", alias="production", version=target), metadata=ADMIN, timeout=10)
+                slowest = max(slowest, time.monotonic() - started)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            answer = GW_B.Predict(request_for("frozen-flip", "mlp2" if target == v2 else "mlp1"), metadata=PREDICT, timeout=30)
+            if answer.version != target:
+                stale.append(f"flip {i} to v{target}: served v{answer.version}")
+        print(f"\n  alias flips with gateway B frozen: slowest acknowledged in {slowest * 1000:.0f} ms", file=sys.stderr)
+        self.assertEqual(stale, [], "reads through gateway B right after it resumed answered from the previous alias target")
+        self.assertLess(slowest, 5.0, "a frozen gateway held an alias flip up for longer than its lease allows")
 
 
 if __name__ == "__main__":

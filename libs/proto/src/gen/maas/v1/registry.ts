@@ -245,7 +245,15 @@ export interface ModelChangeEvent {
   model: string;
   version: number;
   alias: string;
-  time: Date | undefined;
+  time:
+    | Date
+    | undefined;
+  /**
+   * Names this write for the caches that hold leases on their memory: each acknowledges it once it has
+   * dropped what the write changed, and the registry acknowledges the write only after that. Empty from
+   * a writer that waits for no acknowledgements.
+   */
+  writeId: string;
 }
 
 export enum ModelChangeEvent_Kind {
@@ -2729,7 +2737,7 @@ export const ResolveRequest: MessageFns<ResolveRequest> = {
 };
 
 function createBaseModelChangeEvent(): ModelChangeEvent {
-  return { kind: 0, model: "", version: 0, alias: "", time: undefined };
+  return { kind: 0, model: "", version: 0, alias: "", time: undefined, writeId: "" };
 }
 
 export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
@@ -2748,6 +2756,9 @@ export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(42).fork()).join();
+    }
+    if (message.writeId !== "") {
+      writer.uint32(50).string(message.writeId);
     }
     return writer;
   },
@@ -2805,6 +2816,14 @@ export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.writeId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2824,6 +2843,11 @@ export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      writeId: isSet(object.writeId)
+        ? globalThis.String(object.writeId)
+        : isSet(object.write_id)
+        ? globalThis.String(object.write_id)
+        : "",
     };
   },
 
@@ -2844,6 +2868,9 @@ export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.writeId !== "") {
+      obj.writeId = message.writeId;
+    }
     return obj;
   },
 
@@ -2857,6 +2884,7 @@ export const ModelChangeEvent: MessageFns<ModelChangeEvent> = {
     message.version = object.version ?? 0;
     message.alias = object.alias ?? "";
     message.time = object.time ?? undefined;
+    message.writeId = object.writeId ?? "";
     return message;
   },
 };

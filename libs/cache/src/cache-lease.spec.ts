@@ -1,0 +1,216 @@
+import { ModelChangeEvent_Kind, type ModelChangeEvent } from '@maas/proto';
+import { startRedis, waitFor, type TestRedis } from '@maas/testing';
+import { CacheLease, LEASE_MARGIN_MS, LEASE_MS, LeaseWaiter, newWriteId } from './cache-lease';
+import { NearMetadataCache } from './cache-near';
+import { RedisMetadataCache } from './cache-redis';
+import { readThrough as loadThrough } from './cached-metadata';
+import { RedisChangeBus, type ChangeBus, type ChangeListener } from './change-bus';
+
+/**
+ * A bus whose deliveries can be held back, as a gateway's would be while its
+ * process is busy or its subscriber connection lags: events (and syncs) wait
+ * until released.
+ */
+class HeldBus implements ChangeBus {
+  held = false;
+  private readonly queue: ModelChangeEvent[] = [];
+  private readonly listeners = new Set<ChangeListener>();
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly inner: RedisChangeBus) {
+    inner.subscribe((event) => {
+      if (this.held) this.queue.push(event);
+      else this.listeners.forEach((listener) => listener(event));
+    });
+  }
+
+  get live(): boolean {
+    return this.inner.live;
+  }
+  publish(event: ModelChangeEvent): Promise<void> {
+    return this.inner.publish(event);
+  }
+  subscribe(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  onLiveChange(listener: (live: boolean) => void): () => void {
+    return this.inner.onLiveChange(listener);
+  }
+  async sync(): Promise<boolean> {
+    const synced = await this.inner.sync();
+    if (this.held) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    return synced;
+  }
+  get syncsWaiting(): number {
+    return this.waiting.length;
+  }
+  release(): void {
+    this.held = false;
+    for (const event of this.queue.splice(0)) this.listeners.forEach((listener) => listener(event));
+    this.waiting.splice(0).forEach((resolve) => resolve());
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+}
+
+const text = { encode: (v: string) => v, decode: (s: string) => s };
+
+describe('near-cache leases: hits without generation reads, writes acknowledged after every holder dropped them', () => {
+  let redis: TestRedis;
+  const closers: Array<() => Promise<void>> = [];
+  let writerCache: RedisMetadataCache;
+  let writerBus: RedisChangeBus;
+  let waiter: LeaseWaiter;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    writerCache = new RedisMetadataCache({ url: redis.url });
+    writerBus = new RedisChangeBus({ url: redis.url });
+    await writerCache.ready();
+    waiter = new LeaseWaiter(writerCache.redis);
+  });
+  afterEach(async () => {
+    await Promise.all(closers.splice(0).map((close) => close()));
+  });
+  afterAll(async () => {
+    await Promise.all([writerCache.shutdown(), writerBus.shutdown()]);
+    await redis.stop();
+  });
+
+  /** A gateway's cache: a near layer over its own Redis connection and bus, with a lease. */
+  async function holder(options: { now?: () => number } = {}) {
+    const inner = new RedisChangeBus({ url: redis.url });
+    const bus = new HeldBus(inner);
+    const shared = new RedisMetadataCache({ url: redis.url });
+    await Promise.all([shared.ready(), inner.ready()]);
+    await waitFor(() => inner.live, { description: 'bus subscribed' });
+    const lease = new CacheLease(shared.redis, bus, options);
+    const near = new NearMetadataCache(shared, bus, { ttlMs: 60_000, lease });
+    lease.start();
+    closers.push(async () => {
+      await near.shutdown();
+      await inner.shutdown();
+    });
+    return { near, lease, bus, shared };
+  }
+
+  /** What the registry does on a write: new generation, event, then the wait for the lease holders. */
+  async function write(model: string): Promise<void> {
+    await writerCache.invalidate(model);
+    const writeId = newWriteId();
+    await writerBus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model, version: 2, alias: 'production', time: new Date(), writeId });
+    await waiter.settle(writeId);
+  }
+
+  it('waits after a Redis restart until no lease the last Redis granted can be trusted', async () => {
+    // This Redis has just started: a holder of the one before it may still trust its lease.
+    const started = Date.now();
+    await waiter.settle(newWriteId());
+    expect(Date.now() - started).toBeGreaterThanOrEqual(LEASE_MS - 100);
+    // Once it has been up longer than a lease, a write with no holders waits for nothing.
+    const again = Date.now();
+    await waiter.settle(newWriteId());
+    expect(Date.now() - again).toBeLessThan(LEASE_MS / 2);
+  });
+
+  it('answers hits from memory with no generation read while the lease holds', async () => {
+    const { near, lease, shared } = await holder();
+    await readThrough(near, 'm1', 'alias', 'v1');
+    await waitFor(() => lease.trusted(), { description: 'lease granted' });
+    const reads = jest.spyOn(shared, 'generation');
+    for (let i = 0; i < 20; i++) {
+      const held = near.peek('m1', 'alias');
+      expect(held?.value).toBe('v1');
+      expect(await held!.current).toBe(true);
+    }
+    expect(reads).not.toHaveBeenCalled();
+    expect(near.stats.nearHits).toBe(20);
+  });
+
+  it('acknowledges a write only once every holder has dropped what it changed', async () => {
+    const a = await holder();
+    const b = await holder();
+    for (const h of [a, b]) {
+      await readThrough(h.near, 'm2', 'alias', 'v1');
+      await waitFor(() => h.lease.trusted(), { description: 'lease granted' });
+    }
+    // B is slow to hear of the write: its event is held back.
+    b.bus.held = true;
+    let acknowledged = false;
+    const writing = write('m2').then(() => (acknowledged = true));
+    await waitFor(() => a.near.peek('m2', 'alias') === undefined, { description: 'A dropped the entry' });
+    // While B's lease is live in Redis and B still holds the old entry, the write must not be acknowledged.
+    const key = `maas:lease:h:${b.lease.id}`;
+    await waitFor(async () => {
+      const left = await writerCache.redis.pttl(key);
+      return left > 0 && left < LEASE_MS - 300;
+    }, { description: "B's lease 300 ms on, still live", intervalMs: 5 });
+    expect(b.near.peek('m2', 'alias')?.value).toBe('v1');
+    expect(acknowledged).toBe(false);
+    b.bus.release();
+    await writing;
+    expect(b.near.peek('m2', 'alias')).toBeUndefined();
+    expect(a.near.peek('m2', 'alias')).toBeUndefined();
+  });
+
+  it('a holder that stopped answering holds a write up only until its lease runs out', async () => {
+    // A frozen gateway's lease, as Redis sees it: listed, live, never acknowledging.
+    const frozen = 'frozen-holder';
+    await writerCache.redis.multi().set(`maas:lease:h:${frozen}`, '1', 'PX', LEASE_MS).sadd('maas:lease:holders', frozen).exec();
+    const started = Date.now();
+    await write('m3');
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(LEASE_MS - 100);
+    expect(waited).toBeLessThan(2 * LEASE_MS);
+  });
+
+  it('a holder that stops lets writers go at once', async () => {
+    const { lease } = await holder();
+    await waitFor(() => lease.trusted(), { description: 'lease granted' });
+    await lease.stop();
+    const started = Date.now();
+    await write('m4');
+    expect(Date.now() - started).toBeLessThan(LEASE_MS / 2);
+  });
+
+  it("ends trust on the holder's own clock, before Redis lets the lease go", async () => {
+    let clock = 0;
+    const { near, lease, shared } = await holder({ now: () => clock });
+    await readThrough(near, 'm5', 'alias', 'v1');
+    await waitFor(() => lease.trusted(), { description: 'lease granted' });
+    // Resumed after a freeze as long as a lease: nothing is trusted until a renewal sent now comes back.
+    clock += LEASE_MS - LEASE_MARGIN_MS;
+    expect(lease.trusted()).toBe(false);
+    const reads = jest.spyOn(shared, 'generation');
+    const held = near.peek('m5', 'alias');
+    expect(await held!.current).toBe(true);
+    expect(reads).toHaveBeenCalledTimes(1);
+  });
+
+  it('trusts a renewal only once the events published before it have been received', async () => {
+    const { near, lease, bus } = await holder();
+    await readThrough(near, 'm6', 'alias', 'v1');
+    await waitFor(() => lease.trusted(), { description: 'lease granted' });
+    bus.held = true;
+    // The write's event is on its way while the lease lapses and is granted again.
+    await writerCache.invalidate('m6');
+    await writerBus.publish({ kind: ModelChangeEvent_Kind.KIND_ALIAS_SET, model: 'm6', version: 2, alias: 'production', time: new Date(), writeId: newWriteId() });
+    lease.lapse();
+    const renewals = lease.renewals;
+    expect(lease.trusted()).toBe(false);
+    // A renewal is granted by Redis, but does not count while the event is held back.
+    await waitFor(() => bus.syncsWaiting > 0, { description: 'a renewal waiting for the bus' });
+    expect(lease.trusted()).toBe(false);
+    expect(lease.renewals).toBe(renewals);
+    bus.release();
+    await waitFor(() => lease.trusted(), { description: 'lease trusted after the event' });
+    expect(near.peek('m6', 'alias')).toBeUndefined();
+  });
+});
+
+/** Loads a value through the near cache, as a gateway's resolution does on a miss. */
+async function readThrough(near: NearMetadataCache, model: string, field: string, value: string): Promise<void> {
+  await loadThrough(near, model, field, text, async () => value);
+}
