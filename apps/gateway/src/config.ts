@@ -58,12 +58,6 @@ export const gatewayConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Predicts sent to inference nodes on a plain node:http2 connection per node (headers, message and end of stream in one write; the answer’s bytes passed through) instead of through grpc-js’s call layers; off sends them through grpc-js. Over TLS (TLS_CA_FILE set) they always go through grpc-js.',
   },
-  cacheLease: {
-    env: 'GATEWAY_CACHE_LEASE',
-    default: 'on' as 'on' | 'off',
-    parse: parse.oneOf('on', 'off'),
-    doc: 'With REDIS_URL: the gateway holds a lease on its in-process metadata (renewed 4 times a second) and answers from it without reading the model’s generation in Redis on every Predict; the registry acknowledges a write only once every lease holder has dropped what it changed, or its lease has run out (a frozen or cut-off gateway holds writes up for at most a second). off: one generation read per Predict, and writes never wait for gateways.',
-  },
   embeddedNode: {
     env: 'GATEWAY_EMBEDDED_NODE',
     default: 'off' as 'on' | 'off',

@@ -36,7 +36,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   const bus = deps.bus ?? createChangeBus({ redisUrl: config.redisUrl || undefined, logger, role: 'writer' });
   const cache =
     deps.cache ??
-    createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger, near: { bus, ttlMs: config.cacheNearTtlMs } });
+    createMetadataCache({ redisUrl: config.redisUrl || undefined, ttlSeconds: config.cacheTtlSeconds, logger, near: { bus, ttlMs: config.cacheNearTtlMs, lease: config.cacheLease === 'on' } });
   const redisCache = redisLayerOf(cache);
   if (redisCache && !(await redisCache.ready())) {
     logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; serving from the store until it is');

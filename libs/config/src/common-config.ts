@@ -32,6 +32,13 @@ export const commonConfig = {
     parse: parse.integer({ min: 0 }),
     doc: 'With REDIS_URL: how long hot metadata is served from process memory (dropped at once by change events; bypassed while the event channel is down). 0: every read goes to Redis.',
   } satisfies ConfigField<number>,
+  /** Whether the in-process layer holds a lease in Redis instead of reading a generation on every hit. */
+  cacheLease: {
+    env: 'CACHE_LEASE',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'With REDIS_URL and the in-process layer on: the process holds a lease on that memory (renewed 4 times a second) and answers hits from it without reading the model’s generation in Redis each time; the registry acknowledges a write only once every lease holder has dropped what it changed, or its lease has run out (a frozen or cut-off process holds writes up for about a second at most). off: a generation read per hit, and writes do not wait for this process.',
+  } satisfies ConfigField<'on' | 'off'>,
   /** Consul agent address; unset means static discovery. */
   consulAddress: {
     env: 'CONSUL_HTTP_ADDR',
