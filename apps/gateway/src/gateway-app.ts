@@ -5,7 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { createChangeBus, createMetadataCache, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
 import { ConsulDiscovery, createDiscovery, SERVICE_GATEWAY, SERVICE_INFERENCE, SERVICE_REGISTRY, splitHostPort, type Discovery, type Registrar } from '@maas/discovery';
 import { gatewayFileDescriptors, kserve, RegistryServiceService } from '@maas/proto';
-import { createMetricsRegistry, rpcObserver, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcObserver, RpcMetrics, leaseMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { checkTlsFiles, clientCredentials, GrpcServer, httpsOptionsOf, observingInterceptor, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import type { ChannelCredentials } from '@grpc/grpc-js';
@@ -152,6 +152,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     if (cache instanceof NearMetadataCache) {
       const near = cache;
       totalCounter(metricsRegistry, 'maas_cache_near_hits_total', 'Version resolutions answered from process memory (included in the hits)', () => near.stats.nearHits);
+      if (near.lease) leaseMetrics(metricsRegistry, near.lease);
     }
   }
   new Gauge({

@@ -86,7 +86,7 @@ describeIf('public API through a Python grpcio client', () => {
       children.push(service.child);
       return { port: service.port, metricsPort: service.metricsPort, httpPort: service.httpPort, pid: service.child.pid, ready: service.ready };
     };
-    const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: redis.url });
+    const registry = await start('registry', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(dir.path, 'registry'), REDIS_URL: redis.url, METRICS_PORT: '0' });
     const registryAddress = `127.0.0.1:${registry.port}`;
     const nodeEnv = (id: string) => ({
       INFERENCE_PORT: '0',
@@ -116,7 +116,7 @@ describeIf('public API through a Python grpcio client', () => {
     if (embedded?.id !== 'node-a') throw new Error(`gateway A did not report its embedded node: ${JSON.stringify(gatewayA.ready)}`);
     const nodeA = { port: embedded.port, metricsPort: embedded.metricsPort, pid: gatewayA.pid };
     const nodes = [nodeA, nodeB];
-    const gatewayB = await start('gateway-b', 'apps/gateway/src/main.ts', gatewayEnv([embedded.address, `127.0.0.1:${nodeB.port}`], { GATEWAY_MAX_MESSAGE_BYTES: String(SMALL_LIMIT) }));
+    const gatewayB = await start('gateway-b', 'apps/gateway/src/main.ts', gatewayEnv([embedded.address, `127.0.0.1:${nodeB.port}`], { GATEWAY_MAX_MESSAGE_BYTES: String(SMALL_LIMIT), METRICS_PORT: '0' }));
 
     // Artifacts and what onnxruntime itself answers for them.
     const models = {
@@ -148,6 +148,8 @@ describeIf('public API through a Python grpcio client', () => {
       gateway_b_limit: SMALL_LIMIT,
       // Frozen (SIGSTOP) while aliases are flipped through A.
       gateway_b_pid: gatewayB.pid,
+      gateway_b_metrics: `127.0.0.1:${gatewayB.metricsPort}`,
+      registry_metrics: `127.0.0.1:${registry.metricsPort}`,
       // Node a's log lines are gateway A's: one process.
       nodes: nodes.map((n, i) => ({ address: `127.0.0.1:${n.port}`, metrics: `127.0.0.1:${n.metricsPort}`, pid: n.pid, log: log(i === 0 ? 'gateway-a' : 'node-b') })),
       gateway_a_log: log('gateway-a'),

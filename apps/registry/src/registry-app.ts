@@ -1,5 +1,5 @@
 import { createChangeBus, createMetadataCache, LeaseWaiter, NearMetadataCache, redisLayerOf, type ChangeBus, type MetadataCache } from '@maas/cache';
-import { createMetricsRegistry, rpcInterceptor, RpcMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcInterceptor, RpcMetrics, leaseMetrics, totalCounter, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryServiceService } from '@maas/proto';
 import { GrpcServer, serverCredentials, tlsFilesOf } from '@maas/rpc';
 import type { RegistryConfig } from './config';
@@ -41,11 +41,12 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   if (redisCache && !(await redisCache.ready())) {
     logger.warn({ redisUrl: config.redisUrl }, 'redis is not reachable; serving from the store until it is');
   }
+  // Gateways (and this registry) may hold leases on their memory of this Redis: writes wait for them.
+  const leases = redisCache ? new LeaseWaiter(redisCache.redis, { logger }) : undefined;
   const registry = new Registry(store, cache, bus, {
     maxUploadBytes: config.maxUploadBytes,
     verifyWithOnnxruntimeMaxBytes: config.verifyMaxBytes,
-    // Gateways may hold leases on their memory of this Redis: writes wait for them.
-    leases: redisCache ? new LeaseWaiter(redisCache.redis, { logger }) : undefined,
+    leases,
     logger,
   });
   const metricsRegistry = createMetricsRegistry('registry');
@@ -55,8 +56,13 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
   if (cache instanceof NearMetadataCache) {
     const near = cache;
     totalCounter(metricsRegistry, 'maas_cache_near_hits_total', 'Metadata cache hits answered from process memory (included in the hits)', () => near.stats.nearHits);
+    if (near.lease) leaseMetrics(metricsRegistry, near.lease);
   }
   totalCounter(metricsRegistry, 'maas_cache_errors_total', 'Metadata cache operations that failed (Redis unreachable)', () => cache.stats.errors);
+  if (leases) {
+    const stats = leases.stats;
+    totalCounter(metricsRegistry, 'maas_registry_lease_waited_out_total', 'Writes acknowledged only once a near-cache lease holder that did not acknowledge them lost its lease (a frozen or cut-off gateway), or when the holders could not be read', () => stats.waitedOut);
+  }
   totalCounter(metricsRegistry, 'maas_registry_upload_bytes_total', 'Artifact bytes stored by successful uploads', () => registry.uploadedBytes);
   const server = new GrpcServer({
     host: config.host,

@@ -149,8 +149,10 @@ describe('near-cache leases: hits without generation reads, writes acknowledged 
     }, { description: "B's lease 300 ms on, still live", intervalMs: 5 });
     expect(b.near.peek('m2', 'alias')?.value).toBe('v1');
     expect(acknowledged).toBe(false);
+    const waitedOut = waiter.stats.waitedOut;
     b.bus.release();
     await writing;
+    expect(waiter.stats.waitedOut).toBe(waitedOut);
     expect(b.near.peek('m2', 'alias')).toBeUndefined();
     expect(a.near.peek('m2', 'alias')).toBeUndefined();
   });
@@ -160,7 +162,9 @@ describe('near-cache leases: hits without generation reads, writes acknowledged 
     const frozen = 'frozen-holder';
     await writerCache.redis.multi().set(`maas:lease:h:${frozen}`, '1', 'PX', LEASE_MS).sadd('maas:lease:holders', frozen).exec();
     const started = Date.now();
+    const waitedOut = waiter.stats.waitedOut;
     await write('m3');
+    expect(waiter.stats.waitedOut).toBe(waitedOut + 1);
     const waited = Date.now() - started;
     expect(waited).toBeGreaterThanOrEqual(LEASE_MS - 100);
     expect(waited).toBeLessThan(2 * LEASE_MS);

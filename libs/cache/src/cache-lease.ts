@@ -196,6 +196,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * acknowledged it or lost its lease.
  */
 export class LeaseWaiter {
+  /** Writes settled, and those of them that waited for a holder's lease to run out (or could not read the holders). */
+  readonly stats = { writes: 0, waitedOut: 0 };
+
   constructor(
     private readonly redis: Redis,
     private readonly options: LeaseWaiterOptions = {},
@@ -204,12 +207,15 @@ export class LeaseWaiter {
   /** Waits until the write `writeId` may be acknowledged to its caller. */
   async settle(writeId: string): Promise<void> {
     const started = Date.now();
+    this.stats.writes += 1;
     try {
       await this.waitOutRestart();
       let waiting = (await this.redis.eval(UNACKED_HOLDERS, 2, HOLDERS, ackKey(writeId), `${PREFIX}h:`)) as string[];
+      const listed = waiting;
       let pause = 1;
       while (waiting.length > 0) {
         if (Date.now() - started > LEASE_WAIT_CAP_MS) {
+          this.stats.waitedOut += 1;
           this.options.logger?.warn({ writeId, holders: waiting }, 'near-cache lease holders neither acknowledged a write nor let their lease run out; acknowledging it anyway');
           return;
         }
@@ -217,7 +223,13 @@ export class LeaseWaiter {
         pause = Math.min(pause * 2, 16);
         waiting = (await this.redis.eval(STILL_UNACKED, 1, ackKey(writeId), `${PREFIX}h:`, ...waiting)) as string[];
       }
+      // A listed holder that never acknowledged had its lease run out.
+      if (listed.length > 0) {
+        const acked = await this.redis.smismember(ackKey(writeId), ...listed).catch(() => [0]);
+        if (acked.includes(0)) this.stats.waitedOut += 1;
+      }
     } catch (err) {
+      this.stats.waitedOut += 1;
       // The holders cannot be read: wait until any lease granted before now has run out.
       this.options.logger?.warn({ err: (err as Error).message, writeId }, 'cannot read near-cache lease holders; waiting for every lease to run out');
       await sleep(LEASE_MS + LEASE_MARGIN_MS);

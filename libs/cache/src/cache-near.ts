@@ -62,7 +62,8 @@ export class NearMetadataCache implements MetadataCache {
   private readonly unsubscribe: Array<() => void>;
   /** Per model, the generation read not yet sent, shared by the hits waiting for it. */
   private readonly checks = new Map<string, Promise<string | undefined>>();
-  private readonly lease?: CacheLease;
+  /** The lease on this memory, if it holds one. */
+  readonly lease?: CacheLease;
 
   constructor(
     readonly shared: MetadataCache,

@@ -69,6 +69,15 @@ def push(model, fixture, aliases=(), create=True):
     return REG_A.UploadVersion(messages(), metadata=ADMIN, timeout=60)
 
 
+def metric(address, name):
+    """The value of a metric with one series (its labels, if any, ignored) on a service's /metrics (Prometheus text), 0 when absent."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if re.match(re.escape(name) + r"(\{[^}]*\})? ", line):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def request_for(model, fixture, version=0, alias="", shape=None):
     given = MODELS[fixture]["input"]
     raw = base64.b64decode(given["data"])
@@ -303,6 +312,9 @@ class PublicApiTest(unittest.TestCase):
         v1 = push("frozen-flip", "mlp1", aliases=["production"]).version
         v2 = push("frozen-flip", "mlp2").version
         self.assertEqual(GW_B.Predict(request_for("frozen-flip", "mlp1"), metadata=PREDICT, timeout=30).version, v1)
+        # B answers hits from memory under a lease (no Redis read per call): what a freeze must not make stale.
+        self.wait_for_metric(CONFIG["gateway_b_metrics"], "maas_cache_lease_held", lambda v: v == 1)
+        waited_out = metric(CONFIG["registry_metrics"], "maas_registry_lease_waited_out_total")
         pid = CONFIG["gateway_b_pid"]
         stale, slowest = [], 0.0
         for i in range(6):
@@ -320,6 +332,18 @@ class PublicApiTest(unittest.TestCase):
         print(f"\n  alias flips with gateway B frozen: slowest acknowledged in {slowest * 1000:.0f} ms", file=sys.stderr)
         self.assertEqual(stale, [], "reads through gateway B right after it resumed answered from the previous alias target")
         self.assertLess(slowest, 5.0, "a frozen gateway held an alias flip up for longer than its lease allows")
+        # The registry did wait for the frozen gateway's lease to run out: B's lease was live when it froze.
+        self.assertGreater(metric(CONFIG["registry_metrics"], "maas_registry_lease_waited_out_total"), waited_out)
+
+    def wait_for_metric(self, address, name, ok, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = metric(address, name)
+            if ok(value):
+                return value
+            if time.monotonic() > deadline:
+                self.fail(f"{name} at {address} is {value} after {timeout} s")
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
