@@ -4,7 +4,7 @@ import { CacheLease, LEASE_MARGIN_MS, LEASE_MS, LeaseWaiter, newWriteId } from '
 import { NearMetadataCache } from './cache-near';
 import { RedisMetadataCache } from './cache-redis';
 import { readThrough as loadThrough } from './cached-metadata';
-import { RedisChangeBus, type ChangeBus, type ChangeListener } from './change-bus';
+import { CHANGE_CHANNEL, HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS, RedisChangeBus, type ChangeBus, type ChangeListener } from './change-bus';
 
 /**
  * A bus whose deliveries can be held back, as a gateway's would be while its
@@ -26,6 +26,9 @@ class HeldBus implements ChangeBus {
 
   get live(): boolean {
     return this.inner.live;
+  }
+  get writersAwaitLeases(): boolean {
+    return this.inner.writersAwaitLeases;
   }
   publish(event: ModelChangeEvent): Promise<void> {
     return this.inner.publish(event);
@@ -67,7 +70,8 @@ describe('near-cache leases: hits without generation reads, writes acknowledged 
   beforeAll(async () => {
     redis = await startRedis();
     writerCache = new RedisMetadataCache({ url: redis.url });
-    writerBus = new RedisChangeBus({ url: redis.url });
+    // The registry's bus: its heartbeats tell holders that writes wait for them.
+    writerBus = new RedisChangeBus({ url: redis.url, heartbeatMs: HEARTBEAT_MS });
     await writerCache.ready();
     waiter = new LeaseWaiter(writerCache.redis);
   });
@@ -191,6 +195,25 @@ describe('near-cache leases: hits without generation reads, writes acknowledged 
     const held = near.peek('m5', 'alias');
     expect(await held!.current).toBe(true);
     expect(reads).toHaveBeenCalledTimes(1);
+  });
+
+  it('is not trusted while a writer that does not wait for lease holders is heard (a rolling upgrade)', async () => {
+    const { lease, near, shared } = await holder();
+    await readThrough(near, 'm7', 'alias', 'v1');
+    await waitFor(() => lease.trusted(), { description: 'lease granted' });
+    // An older registry's heartbeat: it acknowledges writes without waiting for anyone.
+    const older = setInterval(() => void writerCache.redis.publish(CHANGE_CHANNEL, JSON.stringify({ heartbeat: Date.now() })), HEARTBEAT_MS);
+    try {
+      await waitFor(() => !lease.trusted(), { description: 'trust withdrawn' });
+      const reads = jest.spyOn(shared, 'generation');
+      expect(await near.peek('m7', 'alias')!.current).toBe(true);
+      expect(reads).toHaveBeenCalledTimes(1);
+    } finally {
+      clearInterval(older);
+    }
+    const gone = Date.now();
+    await waitFor(() => lease.trusted(), { description: 'trust back once the older writer is gone' });
+    expect(Date.now() - gone).toBeGreaterThanOrEqual(HEARTBEAT_TIMEOUT_MS - HEARTBEAT_MS - 50);
   });
 
   it('trusts a renewal only once the events published before it have been received', async () => {

@@ -85,6 +85,8 @@ export interface CacheLeaseOptions {
  *   this renewal did not wait for this holder, and its event must be in first.
  * - The holder acknowledges each write it is told of after its cache has
  *   dropped the model ({@link ack}).
+ * - It is trusted only while every writer heard on the bus waits for lease
+ *   holders (an older registry, during a rolling upgrade, does not).
  * - Its own view of the lease ends before Redis's, measured on a monotonic
  *   clock from when the renewal was sent, so a process resumed after a freeze
  *   (SIGSTOP, a long pause) finds it over and reads generations again.
@@ -122,7 +124,7 @@ export class CacheLease {
 
   /** Whether memory may be answered from without reading the model's generation. */
   trusted(): boolean {
-    return this.now() < this.until && this.bus.live;
+    return this.now() < this.until && this.bus.live && this.bus.writersAwaitLeases;
   }
 
   /** Acknowledges a write once the cache has dropped what it changed. */

@@ -23,6 +23,13 @@ export interface ChangeBus {
   /** Calls `listener` whenever {@link live} changes; returns a function that unsubscribes. */
   onLiveChange(listener: (live: boolean) => void): () => void;
   /**
+   * Whether the writers heard lately all wait for near-cache lease holders
+   * before acknowledging a write ({@link CacheLease}); a lease may be trusted
+   * only then. False while one that does not (an older registry, during a
+   * rolling upgrade) has been heard within {@link HEARTBEAT_TIMEOUT_MS}, or none has.
+   */
+  readonly writersAwaitLeases: boolean;
+  /**
    * Resolves true once every event published before this call has been
    * delivered to the listeners; false when that cannot be known (the bus is
    * not live, or the check failed).
@@ -39,6 +46,8 @@ export class MemoryChangeBus implements ChangeBus {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
   /** Nothing can be missed within one process. */
   readonly live = true;
+  /** No writer of another process can reach this bus. */
+  readonly writersAwaitLeases = true;
 
   async publish(event: ModelChangeEvent): Promise<void> {
     this.emitter.emit('change', event);
@@ -117,6 +126,9 @@ export class RedisChangeBus implements ChangeBus {
   private probeTimer?: NodeJS.Timeout;
   private heartbeatTimer?: NodeJS.Timeout;
   private readonly probeTimeoutMs: number;
+  /** When the last heartbeat of a writer that waits for lease holders arrived, and of one that does not (epoch ms). */
+  private lastLeaseHeartbeat = 0;
+  private lastPlainHeartbeat = 0;
   /** When the last writer heartbeat arrived (epoch ms). */
   private lastHeartbeat = 0;
   /** The last `live` value listeners were told. */
@@ -130,7 +142,8 @@ export class RedisChangeBus implements ChangeBus {
     this.publisher = this.connect();
     if (options.heartbeatMs) {
       this.heartbeatTimer = setInterval(() => {
-        this.publisher.publish(this.channel, JSON.stringify({ heartbeat: Date.now() })).catch((err: unknown) => this.noteError(err));
+        // `leases`: this writer acknowledges a write only after the near-cache lease holders (see LeaseWaiter).
+        this.publisher.publish(this.channel, JSON.stringify({ heartbeat: Date.now(), leases: true })).catch((err: unknown) => this.noteError(err));
       }, options.heartbeatMs);
       this.heartbeatTimer.unref();
     }
@@ -185,6 +198,11 @@ export class RedisChangeBus implements ChangeBus {
     // Resynchronise before trusting it again: commands and events Redis held during a hang or
     // a reconnect arrive in the first moments after, so memory is trusted only once they are in.
     return now - this.upSince >= (this.options.settleMs ?? 0);
+  }
+
+  get writersAwaitLeases(): boolean {
+    const now = Date.now();
+    return now - this.lastLeaseHeartbeat < HEARTBEAT_TIMEOUT_MS && now - this.lastPlainHeartbeat >= HEARTBEAT_TIMEOUT_MS;
   }
 
   /** Subscribed, answering PINGs, and (where required) hearing the writer's heartbeat. */
@@ -250,6 +268,8 @@ export class RedisChangeBus implements ChangeBus {
         const message = JSON.parse(text) as Record<string, unknown>;
         if ('heartbeat' in message) {
           this.lastHeartbeat = Date.now();
+          if (message.leases === true) this.lastLeaseHeartbeat = this.lastHeartbeat;
+          else this.lastPlainHeartbeat = this.lastHeartbeat;
           this.tell();
           return;
         }
