@@ -136,6 +136,22 @@ describe('raw unary routes', () => {
     }
   });
 
+  it('answers DEADLINE_EXCEEDED shortly before the caller gives up, so its client need not reset the stream', async () => {
+    const hanging = hangingHandler();
+    const s = await serve(hanging.handle);
+    try {
+      const sent = Date.now();
+      const { err } = await s.call('slow', { deadline: sent + 2000 });
+      // The server's status (5 % of 2 s early), not the client's own expiry ("Deadline exceeded after …").
+      expect(err?.code).toBe(status.DEADLINE_EXCEEDED);
+      expect(err?.details).toBe("Deadline exceeded: no answer 100 ms before the caller's deadline");
+      expect(Date.now() - sent).toBeLessThan(2000);
+      expect(Date.now() - sent).toBeGreaterThanOrEqual(1850);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('tells the handler and the observers when the client cancels', async () => {
     const hanging = hangingHandler();
     const s = await serve(hanging.handle);

@@ -55,17 +55,32 @@ export function rawRouteTakes(headers: IncomingHttpHeaders): boolean {
   return timeout === undefined || (typeof timeout === 'string' && GRPC_TIMEOUT.test(timeout));
 }
 
-/** The caller's deadline from its `grpc-timeout`, epoch ms; Infinity when none. */
-function deadlineOf(headers: IncomingHttpHeaders, now: number): number {
+/** The caller's `grpc-timeout` in ms; Infinity when none. */
+function timeoutOf(headers: IncomingHttpHeaders): number {
   const match = typeof headers['grpc-timeout'] === 'string' ? GRPC_TIMEOUT.exec(headers['grpc-timeout']) : null;
-  return match ? now + Math.trunc(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]]) : Infinity;
+  return match ? Math.trunc(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]]) : Infinity;
 }
+
+/**
+ * How long before the caller's deadline (as seen here) a call still unanswered
+ * is ended with DEADLINE_EXCEEDED: this share of its timeout, at most
+ * {@link DEADLINE_LEAD_MAX_MS}. The caller's own clock started when it sent
+ * the call, before it got here; answered first, its client reads the status
+ * instead of cancelling the stream. That matters at volume: Node's HTTP/2
+ * server (nghttp2) ends a whole connection with GOAWAY(INTERNAL_ERROR) after
+ * about 1,000 streams reset by the client in a burst, failing every other
+ * call on it, and Node 20 offers no setting for it.
+ */
+export const DEADLINE_LEAD_SHARE = 0.05;
+export const DEADLINE_LEAD_MAX_MS = 250;
 
 /** One call on a raw route: its state from headers to trailers. */
 export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall {
   cancelled = false;
   readonly metadata: Metadata;
   private readonly deadline: number;
+  /** When a call still unanswered is ended (epoch ms): shortly before {@link deadline}. */
+  private readonly expiresAt: number;
   private readonly method: string;
   private watches: CallWatch[] = [];
   private readonly reader: UnaryMessageReader;
@@ -82,7 +97,9 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   ) {
     super();
     const now = Date.now();
-    this.deadline = deadlineOf(headers, now);
+    const timeout = timeoutOf(headers);
+    this.deadline = now + timeout;
+    this.expiresAt = this.deadline - Math.min(DEADLINE_LEAD_MAX_MS, timeout * DEADLINE_LEAD_SHARE);
     this.method = route.path.slice(route.path.lastIndexOf('/') + 1);
     this.reader = new UnaryMessageReader(limits.maxReceiveMessageBytes, {
       compressed: 'the request message is marked compressed, but the call named no grpc-encoding',
@@ -106,7 +123,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     }
     this.watches = begun.watches;
     if (Number.isFinite(this.deadline)) {
-      this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - Date.now()));
+      this.timer = setTimeout(() => this.expire(), Math.max(0, this.expiresAt - Date.now()));
     }
     stream.on('data', (chunk: Buffer) => this.data(chunk));
     stream.once('end', () => this.halfClosed());
@@ -210,7 +227,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
   /** The deadline passed before an answer: DEADLINE_EXCEEDED, and the handler's work is cancelled. */
   private expire(): void {
     if (this.finished) return;
-    this.fail({ code: status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    this.fail({ code: status.DEADLINE_EXCEEDED, details: `Deadline exceeded: no answer ${Math.round(this.deadline - this.expiresAt)} ms before the caller's deadline` });
     this.cancel();
   }
 
