@@ -21,7 +21,8 @@ const PREFIX = 'maas:lease:';
 /** The set of holder ids that may hold a lease now. */
 const HOLDERS = `${PREFIX}holders`;
 /** One holder's lease: exists while the lease does. */
-const holderKey = (id: string) => `${PREFIX}h:${id}`;
+const HOLDER_PREFIX = `${PREFIX}h:`;
+const holderKey = (id: string) => `${HOLDER_PREFIX}${id}`;
 /** The holders that have dropped what one write changed. */
 const ackKey = (writeId: string) => `${PREFIX}ack:${writeId}`;
 /** How long an acknowledgement set is kept, in ms: the writer reads it within its wait. */
@@ -39,11 +40,19 @@ redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-// The holders with a live lease that have not acknowledged the write; holders whose lease is gone are
-// delisted (a renewal lists its holder again atomically with the grant).
+// Of the listed holders (or the given ones, after the first look), those with a live lease that have not
+// acknowledged the write; holders whose lease is gone are delisted (a renewal lists its holder again
+// atomically with the grant).
 const UNACKED_HOLDERS = `
+local ids = ARGV
+local first = 2
+if #ARGV == 1 then
+  ids = redis.call('SMEMBERS', KEYS[1])
+  first = 1
+end
 local waiting = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for i = first, #ids do
+  local id = ids[i]
   if redis.call('EXISTS', ARGV[1] .. id) == 0 then
     redis.call('SREM', KEYS[1], id)
   elseif redis.call('SISMEMBER', KEYS[2], id) == 0 then
@@ -52,21 +61,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return waiting`;
 
-// Of the given holders, those whose lease is still live and that have not acknowledged the write.
-const STILL_UNACKED = `
-local waiting = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if redis.call('EXISTS', ARGV[1] .. id) == 1 and redis.call('SISMEMBER', KEYS[1], id) == 0 then
-    table.insert(waiting, id)
-  end
-end
-return waiting`;
-
 /** Options of {@link CacheLease}. */
 export interface CacheLeaseOptions {
-  /** @default {@link LEASE_MS} */
-  leaseMs?: number;
   /** A monotonic clock in ms (it keeps running while the process is stopped). @default performance.now */
   now?: () => number;
   logger?: Logger;
@@ -100,7 +96,6 @@ export class CacheLease {
   private renewing = false;
   private timer?: NodeJS.Timeout;
   private stopped = false;
-  private readonly leaseMs: number;
   private readonly now: () => number;
   /** Renewals that took effect, for tests and metrics. */
   renewals = 0;
@@ -110,7 +105,6 @@ export class CacheLease {
     private readonly bus: ChangeBus,
     private readonly options: CacheLeaseOptions = {},
   ) {
-    this.leaseMs = options.leaseMs ?? LEASE_MS;
     this.now = options.now ?? (() => performance.now());
   }
 
@@ -118,7 +112,7 @@ export class CacheLease {
   start(): void {
     if (this.timer || this.stopped) return;
     void this.renew();
-    this.timer = setInterval(() => void this.renew(), Math.max(10, Math.floor(this.leaseMs / 4)));
+    this.timer = setInterval(() => void this.renew(), LEASE_MS / 4);
     this.timer.unref();
   }
 
@@ -133,7 +127,7 @@ export class CacheLease {
     this.redis.eval(ACK, 1, ackKey(writeId), this.id, String(ACK_TTL_MS)).catch((err: unknown) => {
       // The writer waits for this lease to run out instead: stop trusting and renewing until it has.
       this.until = 0;
-      this.pausedUntil = this.now() + this.leaseMs;
+      this.pausedUntil = this.now() + LEASE_MS;
       this.options.logger?.warn({ err: (err as Error).message, writeId }, 'could not acknowledge a registry write; reading generations until the lease has run out');
     });
   }
@@ -165,11 +159,11 @@ export class CacheLease {
     }
     this.renewing = true;
     try {
-      await this.redis.eval(RENEW, 2, holderKey(this.id), HOLDERS, this.id, String(this.leaseMs));
+      await this.redis.eval(RENEW, 2, holderKey(this.id), HOLDERS, this.id, String(LEASE_MS));
       if (this.stopped || sent < this.pausedUntil) return;
       // Trusted only once every event published before the grant has been received (and applied).
       if (!(await this.bus.sync()) || this.stopped || sent < this.pausedUntil) return;
-      this.until = Math.max(this.until, sent + this.leaseMs - LEASE_MARGIN_MS);
+      this.until = Math.max(this.until, sent + LEASE_MS - LEASE_MARGIN_MS);
       this.renewals += 1;
     } catch {
       // Not renewed: the lease runs out on its own, and memory is checked against generations meanwhile.
@@ -198,8 +192,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * acknowledged it or lost its lease.
  */
 export class LeaseWaiter {
-  /** Writes settled, and those of them that waited for a holder's lease to run out (or could not read the holders). */
-  readonly stats = { writes: 0, waitedOut: 0 };
+  /** Writes that waited for a holder's lease to run out (or could not read the holders). */
+  readonly stats = { waitedOut: 0 };
 
   constructor(
     private readonly redis: Redis,
@@ -209,10 +203,10 @@ export class LeaseWaiter {
   /** Waits until the write `writeId` may be acknowledged to its caller. */
   async settle(writeId: string): Promise<void> {
     const started = Date.now();
-    this.stats.writes += 1;
     try {
       await this.waitOutRestart();
-      let waiting = (await this.redis.eval(UNACKED_HOLDERS, 2, HOLDERS, ackKey(writeId), `${PREFIX}h:`)) as string[];
+      const unacked = (ids: string[]) => this.redis.eval(UNACKED_HOLDERS, 2, HOLDERS, ackKey(writeId), HOLDER_PREFIX, ...ids) as Promise<string[]>;
+      let waiting = await unacked([]);
       const listed = waiting;
       let pause = 1;
       while (waiting.length > 0) {
@@ -223,7 +217,7 @@ export class LeaseWaiter {
         }
         await sleep(pause);
         pause = Math.min(pause * 2, 16);
-        waiting = (await this.redis.eval(STILL_UNACKED, 1, ackKey(writeId), `${PREFIX}h:`, ...waiting)) as string[];
+        waiting = await unacked(waiting);
       }
       // A listed holder that never acknowledged had its lease run out.
       if (listed.length > 0) {
