@@ -144,9 +144,20 @@ export class CacheLease {
     }
   }
 
-  /** Drops trust at once (the bus went down); renewals resume when it is live again. */
-  lapse(): void {
+  /**
+   * Drops trust at once, as the change bus goes down or comes back. Going
+   * down, the holder also gives the lease up and renews none for a lease
+   * length: it may miss the event of a write published meanwhile and so never
+   * acknowledge it, and its writer then waits on this holder only until the
+   * lease key is gone (at once when Redis takes the delete; else once the
+   * last grant runs out, which no renewal extends), not for its whole cap.
+   */
+  lapse(live = false): void {
     this.until = 0;
+    if (live || this.stopped) return;
+    this.pausedUntil = this.now() + LEASE_MS;
+    // On the connection the renewals use, so it lands after any renewal still in flight.
+    this.redis.del(holderKey(this.id)).catch(() => undefined);
   }
 
   private async renew(): Promise<void> {

@@ -92,8 +92,8 @@ export class NearMetadataCache implements MetadataCache {
         // Only once dropped: the writer acknowledges its write after this.
         this.lease?.ack(event.writeId);
       }),
-      bus.onLiveChange(() => {
-        this.lease?.lapse();
+      bus.onLiveChange((live) => {
+        this.lease?.lapse(live);
         this.clear();
       }),
     ];
