@@ -23,13 +23,14 @@ const opts = new Command('bench:probe')
   .option('--instances <n>', 'the version\'s instance_count', (v) => Number(v), 2)
   .option('--intra-op-threads <n>', 'INFERENCE_INTRA_OP_THREADS of the node', '1')
   .option('--embedded', 'the node runs inside the gateway process (GATEWAY_EMBEDDED_NODE=on); --target node is its own port')
+  .option('--by-alias', 'calls name the model only (its `production` alias), as the bench\'s gateway runs do, instead of the version')
   .option('--seconds <n>', 'measured seconds after 2 s of warm-up', (v) => Number(v), 6)
   .option('--gateway-env <json>', 'extra environment of the gateway as a JSON object, over the deployed one (malloc settings, say)', (v) => JSON.parse(v) as Record<string, string>, {})
   .option('--node-env <json>', 'extra environment of the node as a JSON object (with --embedded, use --gateway-env)', (v) => JSON.parse(v) as Record<string, string>, {})
   .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir').choices(['node', 'gateway']))
   .option('--prof-dir <dir>', 'where CPU profiles go', join(REPO_ROOT, 'bench/results/profiles'))
   .parse()
-  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; nodeEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean }>();
+  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; nodeEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean; byAlias?: boolean }>();
 
 async function main(): Promise<void> {
   const work = join(tmpdir(), `maas-probe-${process.pid}`);
@@ -60,14 +61,14 @@ async function main(): Promise<void> {
     await client.createModel(opts.model);
     const runtime = { maxBatchSize: opts.maxBatchSize, maxQueueDelayMicros: 0, instanceCount: opts.instances, maxQueueSize: 4096 };
     const artifact = opts.model === 'mlp' ? [mlpModel({ seed: 1 })] : (createReadStream(MEDIUM_MODEL) as AsyncIterable<Buffer>);
-    const { version, sha256 } = await client.upload({ model: opts.model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: [] }, artifact as Iterable<Buffer>);
+    const { version, sha256 } = await client.upload({ model: opts.model, description: '', sha256: '', sizeBytes: 0, runtime, aliases: opts.byAlias ? ['production'] : [] }, artifact as Iterable<Buffer>);
     client.close();
 
     const job: LoadJob = {
       target: `127.0.0.1:${opts.target === 'node' ? nodePort : gateway.port}`,
       kind: opts.target === 'node' ? 'node-predict' : 'gateway-predict',
       model: opts.model,
-      version,
+      version: opts.byAlias && opts.target === 'gateway' ? 0 : version,
       sha256,
       inputName: opts.model === 'mlp' ? 'input' : 'x',
       inputShape: opts.model === 'mlp' ? [1, 4] : [1, 3, 48, 320],
