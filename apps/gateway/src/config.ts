@@ -58,6 +58,12 @@ export const gatewayConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Predicts sent to inference nodes on a plain node:http2 connection per node (headers, message and end of stream in one write; the answer’s bytes passed through) instead of through grpc-js’s call layers; off sends them through grpc-js. Over TLS (TLS_CA_FILE set) they always go through grpc-js.',
   },
+  nodeFrames: {
+    env: 'GATEWAY_NODE_FRAMES',
+    default: 'on' as 'on' | 'off',
+    parse: parse.oneOf('on', 'off'),
+    doc: 'With GATEWAY_RAW_NODE_CLIENT=on: once a node’s Predict answer names its node-frames port (INFERENCE_FRAMES_PORT), its next Predicts go there, one plain TCP connection per node with every call a frame each way (less CPU per call than HTTP/2); a port that cannot be reached leaves them on HTTP/2. off: always HTTP/2.',
+  },
   embeddedNode: {
     env: 'GATEWAY_EMBEDDED_NODE',
     default: 'off' as 'on' | 'off',

@@ -126,6 +126,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     credentials: internalCredentials,
     emptyGraceMs: config.emptyDiscoveryGraceMs,
     rawClient: config.rawNodeClient === 'on',
+    frames: config.nodeFrames === 'on',
     inProcess: deps.inProcessNode,
     logger,
   });

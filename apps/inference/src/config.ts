@@ -22,6 +22,12 @@ export const inferenceConfigSchema = {
     parse: parse.oneOf('on', 'off'),
     doc: 'Predict served on the HTTP/2 stream directly (request bytes in, the encoded answer written as it is) instead of through grpc-js’s call layers; off serves it through grpc-js like every other method. Compressed requests always go through grpc-js.',
   },
+  framesPort: {
+    env: 'INFERENCE_FRAMES_PORT',
+    default: 0,
+    parse: parse.integer({ min: -1, max: 65535 }),
+    doc: 'Port of the node-frames server (Predict on a plain TCP connection, which gateways and internal clients switch to once a Predict answer names it: less CPU per call than HTTP/2); 0 picks a free one, -1 turns it off. Off as well with TLS or INFERENCE_RAW_PREDICT=off.',
+  },
   host: { env: 'INFERENCE_HOST', default: '127.0.0.1', parse: parse.text, doc: 'Interface the node gRPC server binds.' },
   port: { env: 'INFERENCE_PORT', default: 50061, parse: parse.port, doc: 'Node gRPC port; 0 picks a free one.' },
   nodeId: { env: 'INFERENCE_NODE_ID', default: '', parse: parse.text, doc: 'Unique node id (Consul service ID); unset: <hostname>-<port>.' },

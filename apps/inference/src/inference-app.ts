@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { createChangeBus } from '@maas/cache';
-import { SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
+import { joinHostPort, SERVICE_INFERENCE, splitHostPort, type Registrar } from '@maas/discovery';
 import { InferenceServiceWire, type PredictRequest } from '@maas/proto';
-import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, type Logger, type MetricsServer } from '@maas/observability';
+import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, totalCounter, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { Metadata, status } from '@grpc/grpc-js';
-import { beginWatches, callFailure, checkTlsFiles, clientCredentials, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { beginWatches, callFailure, checkTlsFiles, clientCredentials, FRAMES_HEADER, FrameServer, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -28,6 +28,8 @@ export interface InferenceNode {
   manager: ModelManager;
   artifacts: ArtifactCache;
   server: GrpcServer;
+  /** The node-frames server, when on (see INFERENCE_FRAMES_PORT). */
+  frames?: FrameServer;
   metricsPort?: number;
   /** Predict from this same process (a gateway with the node embedded), without a transport. */
   predictInProcess(request: PredictRequest, opts: InProcessCallOptions): Promise<InProcessAnswer>;
@@ -93,11 +95,25 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
   let nodeId = config.nodeId;
   const service = new InferenceService(manager, registry, () => nodeId, { maxMessageBytes: config.maxMessageBytes });
   server.addService('maas.v1.InferenceService', InferenceServiceWire, service.handlers());
-  if (config.rawPredict === 'on') server.addRawUnary(service.predictRoute(observers));
+  let frames: FrameServer | undefined;
+  const route = config.rawPredict === 'on' ? service.predictRoute(observers) : undefined;
+  if (route) {
+    // Plain TCP: never beside a TLS server, whose clients it would bypass.
+    if (config.framesPort >= 0 && !tlsEnabled(tls)) {
+      frames = new FrameServer({ host: config.host, port: config.framesPort, maxReceiveMessageBytes: config.maxMessageBytes, maxSendMessageBytes: config.maxMessageBytes });
+      frames.add(route);
+      await frames.start();
+      const served = frames.stats;
+      totalCounter(metricsRegistry, 'maas_inference_frames_calls_total', 'Predicts taken on the node-frames server (the rest came over gRPC)', () => served.calls);
+    }
+    server.addRawUnary(route);
+  }
   const port = await server.start();
   const reconciler = startReconciler(manager, { intervalMs: config.reconcileIntervalMs, bus: config.redisUrl ? createChangeBus({ redisUrl: config.redisUrl, logger, role: 'reader' }) : undefined, logger });
   nodeId = nodeIdOf(config, port);
   const advertised = config.advertiseAddress ? splitHostPort(config.advertiseAddress) : { host: config.host, port };
+  // Offered on every HTTP/2 Predict answer, to clients that dialled this very address (see FRAMES_HEADER).
+  if (route && frames) route.headers = { [FRAMES_HEADER]: `${frames.port}@${joinHostPort(advertised.host, advertised.port)}` };
   let metrics: MetricsServer | undefined;
   if (config.metricsPort >= 0) metrics = await startMetricsServer({ registry: metricsRegistry, host: config.host, port: config.metricsPort });
   if (deps.registrar) {
@@ -119,6 +135,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     manager,
     artifacts,
     server,
+    frames,
     metricsPort: metrics?.port,
     predictInProcess: (request, opts) => observedInProcess(observers, service, request, opts),
     async shutdown(graceMs = config.drainTimeoutMs) {
@@ -127,7 +144,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
         await deps.registrar.deregister(nodeId).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'deregistration failed'));
       }
       // Refuse new calls, let running ones (and their queued batches) finish.
-      await server.shutdown(graceMs);
+      await Promise.all([server.shutdown(graceMs), frames?.shutdown(graceMs)]);
       await reconciler.shutdown();
       await manager.shutdown();
       await metrics?.shutdown();

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   setUnexpectedErrorReporter((err, method) => logger.error({ err, method }, 'unexpected error in handler'));
   const registrar = config.consulAddress ? createRegistrar({ consulAddress: config.consulAddress, consulToken, logger }) : undefined;
   const node = await startInferenceNode(config, { logger, registrar });
-  logger.info({ address: node.address, port: node.port, nodeId: node.nodeId, metricsPort: node.metricsPort, registry: config.registryAddress }, 'listening');
+  logger.info({ address: node.address, port: node.port, framesPort: node.frames?.port, nodeId: node.nodeId, metricsPort: node.metricsPort, registry: config.registryAddress }, 'listening');
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -33,7 +33,7 @@ export interface RawUnaryAnswer {
 }
 
 /** An answer as it arrived; one class, so the hot path's property reads stay monomorphic. */
-class ReceivedAnswer implements RawUnaryAnswer {
+export class ReceivedAnswer implements RawUnaryAnswer {
   private joined?: Buffer;
 
   constructor(

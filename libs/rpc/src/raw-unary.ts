@@ -21,6 +21,8 @@ export interface RawUnaryRoute<Req> {
   handle(request: Req, call: ServerSurfaceCall & Pick<RawUnaryCall<Req>, 'sendMetadata'>): Promise<MessageBytes>;
   /** Run on each call as on grpc-js's calls (request ids, logs, metrics, admission). @default none */
   observers?: readonly CallObserver[];
+  /** Headers every answer of this route carries on HTTP/2 (where the node's frames port is, say). @default none */
+  headers?: Record<string, string>;
 }
 
 /** Limits a raw route shares with its grpc-js server. */
@@ -107,6 +109,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     });
     this.metadata = Metadata.fromHttp2Headers(headers);
     for (const name of TRANSPORT_HEADERS) this.metadata.remove(name);
+    if (route.headers) this.extraHeaders = { ...route.headers };
   }
 
   /** Starts the call: observers, deadline, then the request message. */

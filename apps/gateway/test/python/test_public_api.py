@@ -247,6 +247,18 @@ class PublicApiTest(unittest.TestCase):
         node_lines = [find(n["log"], lambda e: e.get("requestId") == rid and e.get("method") == "Predict") for n in CONFIG["nodes"]]
         self.assertTrue(any(node_lines), f"no node logged request id {rid} that the gateway logged")
 
+    def test_gateway_to_node_calls_move_to_node_frames_and_answer_the_same(self):
+        # A relaying gateway sends a node's Predicts to its node-frames port once an HTTP/2 answer offered it:
+        # the nodes count them, and every answer is the one HTTP/2 gave.
+        push("framed", "mlp1", aliases=["production"])
+        first = GW_B.Predict(request_for("framed", "mlp1"), metadata=PREDICT, timeout=30)
+        before = sum(metric(n["metrics"], "maas_inference_frames_calls_total") for n in CONFIG["nodes"])
+        for _ in range(20):
+            answer = GW_B.Predict(request_for("framed", "mlp1"), metadata=PREDICT, timeout=30)
+            self.assertEqual(answer.outputs[0].raw_data, first.outputs[0].raw_data)
+        framed = sum(metric(n["metrics"], "maas_inference_frames_calls_total") for n in CONFIG["nodes"]) - before
+        self.assertGreaterEqual(framed, 19, "the gateway's calls to its nodes did not move to node frames")
+
     # -- concurrent callers of one version: stacked for the node, each answered with its own rows ---
 
     def test_concurrent_predicts_each_get_their_own_rows(self):

@@ -1,0 +1,197 @@
+import type { Socket } from 'node:net';
+import type { MessageBytes } from './grpc-frame';
+
+/**
+ * The node-frames protocol: unary calls between a gateway (or an internal
+ * client) and an inference node on a plain TCP connection, many calls at once,
+ * each frame
+ *
+ *     kind u8 | call id u32 | head length u32 | body length u32 | head | body
+ *
+ * big-endian, with the head a small JSON object and the body a message's
+ * bytes. It carries what the raw HTTP/2 route carries (path, deadline,
+ * metadata; status, details, headers and trailers; one message each way)
+ * without HTTP/2's per-call stream, header blocks and 16 KB DATA frames.
+ * A client opens each connection with {@link FRAMES_PREFACE}.
+ */
+export const FRAMES_PREFACE = Buffer.from('MAAS-FRAMES/1\n', 'latin1');
+
+/**
+ * Response header of a node's Predict over HTTP/2 offering its frames server:
+ * `<port>@<host:port>`, the frames port and the gRPC address the node
+ * advertises. A client that dialled exactly that address (the node itself,
+ * not a proxy in front of it) may send the node's next calls to the frames
+ * port on the same host; see {@link framesPortOffered}.
+ */
+export const FRAMES_HEADER = 'maas-frames';
+
+/** The frames port a node's {@link FRAMES_HEADER} offers to a client that dialled `dialled`; undefined when none is offered to it. */
+export function framesPortOffered(header: string | string[] | undefined, dialled: string): number | undefined {
+  if (typeof header !== 'string') return undefined;
+  const at = header.indexOf('@');
+  if (at <= 0 || header.slice(at + 1) !== dialled) return undefined;
+  const port = Number(header.slice(0, at));
+  return Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined;
+}
+
+/** Frame kinds. */
+export const enum FrameKind {
+  /** A call: head {@link CallFrameHead}, body the request message. */
+  Call = 1,
+  /** The client gave up on a call (deadline, cancellation): no head, no body. */
+  Cancel = 2,
+  /** A call's end: head {@link AnswerFrameHead}, body the response message when the status is OK. */
+  Answer = 3,
+  /** Keepalive, answered with {@link Pong} of the same id. */
+  Ping = 4,
+  Pong = 5,
+}
+
+/** Bytes before a frame's head. */
+export const FRAME_HEADER_BYTES = 13;
+/** Largest head taken: a call's metadata, an answer's headers and trailers. */
+export const MAX_HEAD_BYTES = 1024 * 1024;
+
+/** A header block as node:http2 gives it (and Metadata.toHttp2Headers makes it). */
+export type HeaderBlock = Record<string, string | string[]>;
+
+/** What a call says besides its message. */
+export interface CallFrameHead {
+  /** `/package.Service/Method`. */
+  p: string;
+  /** Time left to the caller's deadline when sent, ms; absent when none. */
+  t?: number;
+  /** The caller's metadata. */
+  m?: HeaderBlock;
+}
+
+/** How a call ended. */
+export interface AnswerFrameHead {
+  /** gRPC status code. */
+  s: number;
+  /** Its message (empty for OK). */
+  d?: string;
+  /** Response headers (response metadata). */
+  h?: HeaderBlock;
+  /** Trailers of a failed call. */
+  r?: HeaderBlock;
+}
+
+/**
+ * Writes one frame: its 13 bytes and head in one buffer, the body's pieces
+ * after it uncopied, all in one vectored write.
+ */
+export function writeFrame(socket: Socket, kind: FrameKind, id: number, head?: object, body?: MessageBytes): void {
+  const headBytes = head ? Buffer.from(JSON.stringify(head), 'utf8') : undefined;
+  const headLength = headBytes?.length ?? 0;
+  const pieces = body === undefined ? [] : Buffer.isBuffer(body) ? [body] : body;
+  let bodyLength = 0;
+  for (const piece of pieces) bodyLength += piece.length;
+  const first = Buffer.allocUnsafe(FRAME_HEADER_BYTES + headLength);
+  first[0] = kind;
+  first.writeUInt32BE(id, 1);
+  first.writeUInt32BE(headLength, 5);
+  first.writeUInt32BE(bodyLength, 9);
+  headBytes?.copy(first, FRAME_HEADER_BYTES);
+  if (pieces.length === 0) {
+    socket.write(first);
+    return;
+  }
+  socket.cork();
+  socket.write(first);
+  for (const piece of pieces) if (piece.length > 0) socket.write(piece);
+  socket.uncork();
+}
+
+/** One frame as read: its head (parsed by the taker) and its body as the chunks it arrived in, uncopied. */
+export interface ReadFrame {
+  kind: number;
+  id: number;
+  head?: Buffer;
+  /** The body's pieces; empty when it had none or was over the limit (see {@link bodyLength}). */
+  body: Buffer[];
+  bodyLength: number;
+  /** The body was over the reader's limit: it was read and dropped. */
+  oversize: boolean;
+}
+
+/**
+ * Cuts a connection's bytes into frames. A body comes out as slices of the
+ * chunks it arrived in (no copy); a body over `maxBodyBytes` is skipped and
+ * its frame marked oversize, so the connection stays usable. A head over
+ * {@link MAX_HEAD_BYTES} is a protocol error: `push` throws.
+ */
+export class FrameReader {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** The frame being read, once its 13 bytes and head are in. */
+  private current?: ReadFrame;
+  private bodyLeft = 0;
+
+  constructor(
+    private readonly maxBodyBytes: number,
+    private readonly onFrame: (frame: ReadFrame) => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let rest = chunk;
+    while (rest.length > 0) {
+      if (this.current) {
+        const take = Math.min(this.bodyLeft, rest.length);
+        if (!this.current.oversize) this.current.body.push(take === rest.length ? rest : rest.subarray(0, take));
+        this.bodyLeft -= take;
+        rest = rest.subarray(take);
+        if (this.bodyLeft === 0) this.emit();
+        continue;
+      }
+      this.pending.push(rest);
+      this.pendingBytes += rest.length;
+      rest = this.startFrame() ?? EMPTY;
+    }
+  }
+
+  /** Parses a frame's start from the pending bytes once they hold it; returns the bytes after it. */
+  private startFrame(): Buffer | undefined {
+    if (this.pendingBytes < FRAME_HEADER_BYTES) return undefined;
+    const bytes = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [bytes];
+    const headLength = bytes.readUInt32BE(5);
+    if (headLength > MAX_HEAD_BYTES) throw new Error(`a frame head of ${headLength} bytes is over the ${MAX_HEAD_BYTES}-byte limit`);
+    if (bytes.length < FRAME_HEADER_BYTES + headLength) return undefined;
+    const bodyLength = bytes.readUInt32BE(9);
+    const start = FRAME_HEADER_BYTES + headLength;
+    this.current = {
+      kind: bytes[0],
+      id: bytes.readUInt32BE(1),
+      head: headLength > 0 ? bytes.subarray(FRAME_HEADER_BYTES, start) : undefined,
+      body: [],
+      bodyLength,
+      oversize: bodyLength > this.maxBodyBytes,
+    };
+    this.bodyLeft = bodyLength;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const after = bytes.subarray(start);
+    if (bodyLength === 0) this.emit();
+    return after;
+  }
+
+  private emit(): void {
+    const frame = this.current!;
+    this.current = undefined;
+    this.onFrame(frame);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A frame head's JSON, or undefined when it is missing or not an object. */
+export function parseHead<T>(head: Buffer | undefined): T | undefined {
+  if (!head) return undefined;
+  try {
+    const value = JSON.parse(head.toString('utf8')) as unknown;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
