@@ -85,9 +85,18 @@ export class FrameUnaryClient {
     return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
   }
 
-  /** Whether a call now would go on a connection: false while a failed connection's backoff runs, or once closed. */
+  /**
+   * Whether a call now would go on a connection already made. With none, a
+   * connection is started in the background (unless a failed one's backoff
+   * runs): a caller that sends another way meanwhile never waits on a connect
+   * (a firewalled port takes its whole connect timeout to fail).
+   */
   get usable(): boolean {
-    return !this.closed && (this.link !== undefined ? !this.link.draining : Date.now() >= this.retryAt);
+    if (this.closed) return false;
+    const link = this.link;
+    if (link) return link.connected && !link.draining;
+    if (Date.now() >= this.retryAt) this.link = this.open();
+    return false;
   }
 
   call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
