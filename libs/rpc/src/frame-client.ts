@@ -1,10 +1,9 @@
 import { connect, type Socket } from 'node:net';
-import { Metadata, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { FRAMES_PREFACE, FrameKind, FrameReader, parseHead, writeFrame, type AnswerFrameHead, type CallFrameHead, type HeaderBlock, type ReadFrame } from './frame-codec';
 import { deadlineMsOf, type CallOpts } from './grpc-client';
 import { messageLength, type MessageBytes } from './grpc-frame';
-import { ReceivedAnswer, type RawCallError, type RawUnaryAnswer } from './raw-unary-client';
-import { callFailure } from './status-mapper';
+import { callError, ReceivedAnswer, type RawCallError, type RawUnaryAnswer } from './raw-unary-client';
 
 /** Options of a {@link FrameUnaryClient}. */
 export interface FrameClientOptions {
@@ -33,10 +32,6 @@ type UnsentCallError = RawCallError & { neverSent: true };
 /** Whether a call failed before any of it reached the server (no connection could be made). */
 export function neverSent(err: unknown): boolean {
   return (err as Partial<UnsentCallError> | undefined)?.neverSent === true;
-}
-
-function callError(code: status, details: string, trailers?: HeaderBlock): RawCallError {
-  return callFailure(code, details, trailers ? Metadata.fromHttp2Headers(trailers) : undefined);
 }
 
 /** One connection and the calls on it. */

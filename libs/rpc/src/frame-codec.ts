@@ -77,9 +77,27 @@ export interface AnswerFrameHead {
   r?: HeaderBlock;
 }
 
+const CORKED = Symbol('corked until the next tick');
+
+/**
+ * Holds a socket's writes until the current tick ends, so every frame written
+ * in one turn of the event loop (the answers of one batch, the calls a router
+ * sends in one turn) leaves in one vectored write, as HTTP/2 sends its
+ * streams' frames.
+ */
+function corkForTick(socket: Socket & { [CORKED]?: boolean }): void {
+  if (socket[CORKED]) return;
+  socket[CORKED] = true;
+  socket.cork();
+  process.nextTick(() => {
+    socket[CORKED] = false;
+    socket.uncork();
+  });
+}
+
 /**
  * Writes one frame: its 13 bytes and head in one buffer, the body's pieces
- * after it uncopied, all in one vectored write.
+ * after it uncopied; the socket's writes of the tick leave together.
  */
 export function writeFrame(socket: Socket, kind: FrameKind, id: number, head?: object, body?: MessageBytes): void {
   const headBytes = head ? Buffer.from(JSON.stringify(head), 'utf8') : undefined;
@@ -93,14 +111,9 @@ export function writeFrame(socket: Socket, kind: FrameKind, id: number, head?: o
   first.writeUInt32BE(headLength, 5);
   first.writeUInt32BE(bodyLength, 9);
   headBytes?.copy(first, FRAME_HEADER_BYTES);
-  if (pieces.length === 0) {
-    socket.write(first);
-    return;
-  }
-  socket.cork();
+  corkForTick(socket);
   socket.write(first);
   for (const piece of pieces) if (piece.length > 0) socket.write(piece);
-  socket.uncork();
 }
 
 /** One frame as read: its head (parsed by the taker) and its body as the chunks it arrived in, uncopied. */

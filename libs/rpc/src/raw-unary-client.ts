@@ -49,7 +49,8 @@ export class ReceivedAnswer implements RawUnaryAnswer {
 /** A failed call as grpc-js reports one: code, details and the trailers as metadata. */
 export type RawCallError = CallFailure;
 
-function callError(code: status, details: string, trailers?: IncomingHttpHeaders): RawCallError {
+/** A failed call with its status and, when it came with them, the trailers (an HTTP/2 header block) as metadata. */
+export function callError(code: status, details: string, trailers?: IncomingHttpHeaders): RawCallError {
   return callFailure(code, details, trailers ? Metadata.fromHttp2Headers(trailers) : undefined);
 }
 
