@@ -1,18 +1,11 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { decodePredictResponse, encodePredictResponse, type PredictRequest } from '@maas/proto';
 import { Cancellation } from '@maas/rpc';
-import { mlpModel, seededFloats } from '@maas/testing';
+import { mlpModel, rejectionOf, seededFloats } from '@maas/testing';
 import { floatsOf, floatTensor, startNodeFixture, type NodeFixture } from './node-fixture';
 
 /** The error an in-process Predict rejected with, as a gRPC client would see it. */
-async function failure(promise: Promise<unknown>): Promise<{ code: number; details: string; metadata: unknown }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { code: number; details: string; metadata: unknown };
-  }
-  throw new Error('expected the call to fail');
-}
+const failure = (p: Promise<unknown>) => rejectionOf<{ code: number; details: string; metadata: unknown }>(p);
 
 const request = (model: string, version: number, values: ArrayLike<number>, rows = 1, extra: Partial<PredictRequest> = {}): PredictRequest => ({
   model,

@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { FRAMES_PREFACE, FrameKind, FrameReader, parseHead, writeFrame, type AnswerFrameHead, type CallFrameHead, type HeaderBlock, type ReadFrame } from './frame-codec';
-import { deadlineMsOf, type CallOpts } from './grpc-client';
-import { messageLength, type MessageBytes } from './grpc-frame';
-import { callError, ReceivedAnswer, type RawCallError, type RawUnaryAnswer } from './raw-unary-client';
+import type { CallOpts } from './grpc-client';
+import type { MessageBytes } from './grpc-frame';
+import { callError, ReceivedAnswer, unaryCallStart, type RawCallError, type RawUnaryAnswer } from './raw-unary-client';
 
 /** Options of a {@link FrameUnaryClient}. */
 export interface FrameClientOptions {
@@ -96,21 +96,12 @@ export class FrameUnaryClient {
 
   call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
     return new Promise<RawUnaryAnswer>((resolve, reject) => {
-      const length = messageLength(message);
-      if (length > this.options.maxSendMessageBytes) {
-        reject(callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${this.options.maxSendMessageBytes})`));
+      const start = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
+      if (start instanceof Error) {
+        reject(start);
         return;
       }
-      if (opts.signal?.aborted) {
-        reject(callError(status.CANCELLED, 'Cancelled on client'));
-        return;
-      }
-      const deadline = deadlineMsOf(opts);
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        reject(callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-        return;
-      }
+      const { deadline, left } = start;
       let link: Link;
       try {
         link = this.linkForCall();

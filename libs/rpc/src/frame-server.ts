@@ -5,8 +5,7 @@ import { beginWatches, type CallWatch } from './call-observer';
 import { FRAMES_PREFACE, FrameKind, FrameReader, parseHead, writeFrame, type AnswerFrameHead, type CallFrameHead, type HeaderBlock, type ReadFrame } from './frame-codec';
 import { joinedMessage, messageLength, type MessageBytes } from './grpc-frame';
 import type { ServerSurfaceCall } from './handlers';
-import type { RawUnaryLimits, RawUnaryRoute } from './raw-unary';
-import { callStatusOf } from './status-mapper';
+import { serveRequest, type RawUnaryLimits, type RawUnaryRoute } from './raw-unary';
 
 /** Options of a {@link FrameServer}. */
 export interface FrameServerOptions extends RawUnaryLimits {
@@ -220,24 +219,7 @@ class FrameCall<Req> extends EventEmitter implements ServerSurfaceCall {
       return;
     }
     if (Number.isFinite(this.deadline)) this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - Date.now()));
-    let request: Req;
-    try {
-      request = this.route.decode(joinedMessage(frame.body));
-    } catch (err) {
-      this.fail({ code: status.INTERNAL, details: `Error deserializing request: ${(err as Error).message}` });
-      return;
-    }
-    for (const watch of this.watches) watch.message?.(request);
-    let answer: Promise<MessageBytes>;
-    try {
-      answer = this.route.handle(request, this);
-    } catch (err) {
-      answer = Promise.reject(err);
-    }
-    answer.then(
-      (bytes) => this.answer(bytes),
-      (err: unknown) => this.fail(callStatusOf(err, this.method)),
-    );
+    serveRequest(this.route, joinedMessage(frame.body), this, this.watches, this.method, (bytes) => this.answer(bytes), (outcome) => this.fail(outcome));
   }
 
   getDeadline(): number {

@@ -1,6 +1,6 @@
 import { connect, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { Metadata, status } from '@grpc/grpc-js';
-import { freePort, waitFor } from '@maas/testing';
+import { freePort, rejectionOf, waitFor } from '@maas/testing';
 import { Cancellation } from './cancellation';
 import { InvalidArgumentError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER } from './errors';
 import { FrameUnaryClient, neverSent, type FrameClientOptions } from './frame-client';
@@ -15,14 +15,7 @@ const LIMITS: FrameClientOptions = { maxReceiveMessageBytes: MAX, maxSendMessage
 
 type Handler = (request: Buffer, call: ServerSurfaceCall & { sendMetadata(m: Metadata): void }) => Promise<Buffer | Buffer[]>;
 
-async function failure(p: Promise<unknown>): Promise<RawCallError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RawCallError;
-  }
-  throw new Error('the call succeeded');
-}
+const failure = (p: Promise<unknown>) => rejectionOf<RawCallError>(p);
 
 describe('node frames: unary calls on a plain TCP connection', () => {
   const closers: Array<() => Promise<void> | void> = [];

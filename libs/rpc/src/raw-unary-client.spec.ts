@@ -1,7 +1,7 @@
 import { createServer as createH2Server, constants as h2, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { Metadata, status, type ServerErrorResponse } from '@grpc/grpc-js';
-import { freePort, waitFor } from '@maas/testing';
+import { freePort, rejectionOf, waitFor } from '@maas/testing';
 import { Cancellation } from './cancellation';
 import { InvalidArgumentError, ResourceExhaustedError, RETRY_ELSEWHERE_TRAILER } from './errors';
 import { GrpcServer } from './grpc-server';
@@ -34,14 +34,7 @@ async function serve(handle: Handler, options: { raw?: boolean; port?: number } 
   return { server, port, address: `127.0.0.1:${port}`, grpcJsCalls: () => grpcJsCalls };
 }
 
-async function failure(p: Promise<unknown>): Promise<RawCallError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as RawCallError;
-  }
-  throw new Error('the call succeeded');
-}
+const failure = (p: Promise<unknown>) => rejectionOf<RawCallError>(p);
 
 /** A bare HTTP/2 server that answers every stream with `answer`: for what a gRPC server never does. */
 async function misbehaving(answer: (stream: ServerHttp2Stream) => void): Promise<{ server: Http2Server; address: string }> {

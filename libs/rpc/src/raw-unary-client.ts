@@ -54,6 +54,21 @@ export function callError(code: status, details: string, trailers?: IncomingHttp
   return callFailure(code, details, trailers ? Metadata.fromHttp2Headers(trailers) : undefined);
 }
 
+/**
+ * What a unary client checks before it sends a call: the failure for a
+ * message over the send limit, a call already cancelled or already past its
+ * deadline; else the deadline (epoch ms, Infinity when none) and the ms left to it.
+ */
+export function unaryCallStart(message: MessageBytes, opts: CallOpts, maxSendBytes: number): { deadline: number; left: number } | RawCallError {
+  const length = messageLength(message);
+  if (length > maxSendBytes) return callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${maxSendBytes})`);
+  if (opts.signal?.aborted) return callError(status.CANCELLED, 'Cancelled on client');
+  const deadline = deadlineMsOf(opts);
+  const left = deadline - Date.now();
+  if (left <= 0) return callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded');
+  return { deadline, left };
+}
+
 /** gRPC's mapping of an HTTP status that is not 200 (when no grpc-status came). */
 function httpStatusCode(httpStatus: number): status {
   switch (httpStatus) {
@@ -162,21 +177,12 @@ export class RawUnaryClient {
    */
   call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
     return new Promise<RawUnaryAnswer>((resolve, reject) => {
-      const length = messageLength(message);
-      if (length > this.options.maxSendMessageBytes) {
-        reject(callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${this.options.maxSendMessageBytes})`));
+      const start = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
+      if (start instanceof Error) {
+        reject(start);
         return;
       }
-      if (opts.signal?.aborted) {
-        reject(callError(status.CANCELLED, 'Cancelled on client'));
-        return;
-      }
-      const deadline = deadlineMsOf(opts);
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        reject(callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-        return;
-      }
+      const { deadline, left } = start;
       let connection: Connection;
       try {
         connection = this.connectionForCall();

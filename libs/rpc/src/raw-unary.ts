@@ -76,6 +76,37 @@ function timeoutOf(headers: IncomingHttpHeaders): number {
 export const DEADLINE_LEAD_SHARE = 0.05;
 export const DEADLINE_LEAD_MAX_MS = 250;
 
+/**
+ * A raw route's work on one request message: decoded (INTERNAL when it cannot
+ * be), shown to the call's watches, handled; `answer` gets the encoded answer,
+ * `fail` the status of a rejection or of a handler that threw.
+ */
+export function serveRequest<Req>(
+  route: RawUnaryRoute<Req>,
+  message: Buffer,
+  call: Parameters<RawUnaryRoute<Req>['handle']>[1],
+  watches: readonly CallWatch[],
+  method: string,
+  answer: (bytes: MessageBytes) => void,
+  fail: (outcome: { code: number; details: string; metadata?: Metadata | null }) => void,
+): void {
+  let request: Req;
+  try {
+    request = route.decode(message);
+  } catch (err) {
+    fail({ code: status.INTERNAL, details: `Error deserializing request: ${(err as Error).message}` });
+    return;
+  }
+  for (const watch of watches) watch.message?.(request);
+  let answered: Promise<MessageBytes>;
+  try {
+    answered = route.handle(request, call);
+  } catch (err) {
+    answered = Promise.reject(err);
+  }
+  answered.then(answer, (err: unknown) => fail(callStatusOf(err, method)));
+}
+
 /** One call on a raw route: its state from headers to trailers. */
 export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall {
   cancelled = false;
@@ -163,26 +194,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
       this.fail({ code: status.INTERNAL, details: `${this.method} is unary: the stream ended before one whole request message (${this.reader.size} bytes) arrived` });
       return;
     }
-    let request: Req;
-    try {
-      request = this.route.decode(this.reader.message());
-    } catch (err) {
-      this.fail({ code: status.INTERNAL, details: `Error deserializing request: ${(err as Error).message}` });
-      return;
-    }
-    for (const watch of this.watches) watch.message?.(request);
-    let answer: Promise<MessageBytes>;
-    try {
-      answer = this.route.handle(request, this);
-    } catch (err) {
-      answer = Promise.reject(err);
-    }
-    answer.then(
-      (bytes) => this.answer(bytes),
-      (err: unknown) => {
-        this.fail(callStatusOf(err, this.method));
-      },
-    );
+    serveRequest(this.route, this.reader.message(), this, this.watches, this.method, (bytes) => this.answer(bytes), (outcome) => this.fail(outcome));
   }
 
   private answer(bytes: MessageBytes): void {

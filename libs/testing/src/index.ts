@@ -8,3 +8,4 @@ export * from './consul-double';
 export * from './delay-proxy';
 export * from './tls-certs';
 export * from './loaded-packages';
+export * from './rejection';
