@@ -137,4 +137,27 @@ describe('faults under load (registry, two node processes, Redis, Consul double,
     for (let i = 0; i < 50; i++) expect((await predict()).outputs).toHaveLength(1);
     gateway.close();
   });
+
+  // Last: it stops a node for good.
+  it('fails no Predict while a node drains on SIGTERM under load (a rolling restart), its calls on node frames', async () => {
+    await stack.push('drained', mlpModel(), {}, ['production']);
+    const victim = stack.nodes[1];
+    const load = steadyLoad(stack, 'drained', 8);
+    let exit: Promise<number | string> | undefined;
+    try {
+      // Both nodes are the version's homes (two nodes, two homes); the gateway reaches the victim on its frames port.
+      await waitFor(async () => {
+        await load.more(20);
+        return stack.gateway.pool.get(victim.id)?.frames?.usable;
+      }, { timeoutMs: 20_000, description: 'the gateway on the node\'s frames port' });
+      const served = load.state.ok;
+      exit = victim.child.stop('SIGTERM');
+      await load.more(300);
+      expect(load.state.ok - served).toBeGreaterThanOrEqual(300);
+    } finally {
+      await load.stop();
+    }
+    expect(load.state.failures).toEqual([]);
+    expect(await exit).toBe(0);
+  });
 });
