@@ -14,8 +14,9 @@ export interface FrameServerOptions extends RawUnaryLimits {
   /** 0 picks a free port. @default 0 */
   port?: number;
   /**
-   * Answers a connection may have queued for sending before it is closed (a
-   * peer that stopped reading, say a frozen gateway), in bytes. @default 1 GiB
+   * Answers a connection may have queued for sending, in bytes, before a peer
+   * that takes none of them for a second (it stopped reading: a frozen
+   * gateway, say) is cut off. @default 1 GiB
    */
   maxQueuedBytes?: number;
 }
@@ -59,6 +60,11 @@ export class FrameServer {
     return this.boundPort;
   }
 
+  /** Connections open now. */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
   /** Stops taking connections; open ones close once their calls are answered, or after `graceMs`. */
   async shutdown(graceMs = 10_000): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -79,6 +85,9 @@ export class FrameServer {
   }
 }
 
+/** How long a peer with answers over the queue bound may take none of them. */
+const STALL_MS = 1000;
+
 /** One client connection: its preface, its calls, its keepalive answers. */
 class FrameConnection {
   private readonly calls = new Map<number, FrameCall<unknown>>();
@@ -86,6 +95,10 @@ class FrameConnection {
   private readonly reader: FrameReader;
   /** Shutting down: the connection ends once its calls are answered. */
   private draining = false;
+  /** Bytes ever queued on the socket by this connection's frames. */
+  private queued = 0;
+  /** Set while the send queue is over the bound: whether the peer takes any of it within {@link STALL_MS}. */
+  private stallCheck?: NodeJS.Timeout;
 
   constructor(
     private readonly socket: Socket,
@@ -106,12 +119,22 @@ class FrameConnection {
     });
   }
 
-  /** Sends a frame unless the peer has stopped reading for too long (then the connection is closed). */
+  /** Sends a frame; a connection whose peer leaves too much unread is closed (see {@link FrameServerOptions.maxQueuedBytes}). */
   send(kind: FrameKind, id: number, head?: object, body?: MessageBytes): void {
     const { socket } = this;
     if (socket.destroyed) return;
+    const before = socket.writableLength;
     writeFrame(socket, kind, id, head, body);
-    if (socket.writableLength > (this.options.maxQueuedBytes ?? 2 ** 30)) socket.destroy();
+    this.queued += socket.writableLength - before;
+    if (this.stallCheck || socket.writableLength <= (this.options.maxQueuedBytes ?? 2 ** 30)) return;
+    // Over the bound: a burst a reading peer is taking is let be; a peer that took nothing in a second is cut off.
+    const [left, queued] = [socket.writableLength, this.queued];
+    this.stallCheck = setTimeout(() => {
+      this.stallCheck = undefined;
+      const taken = left + (this.queued - queued) - socket.writableLength;
+      if (taken <= 0 && socket.writableLength > (this.options.maxQueuedBytes ?? 2 ** 30)) socket.destroy();
+    }, STALL_MS);
+    this.stallCheck.unref();
   }
 
   finished(id: number): void {

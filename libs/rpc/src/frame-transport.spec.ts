@@ -144,6 +144,31 @@ describe('node frames: unary calls on a plain TCP connection', () => {
     expect(lost.details).toMatch(/keepalive ping unanswered/);
   });
 
+  it('cuts off a peer that stopped reading once its answers queue past the bound, and not a reader taking a burst', async () => {
+    const server = new FrameServer({ maxReceiveMessageBytes: MAX, maxSendMessageBytes: MAX, maxQueuedBytes: 4 * 1024 * 1024 });
+    server.add({ path: PATH, decode: (b) => b, handle: async () => Buffer.alloc(1024 * 1024) });
+    const port = await server.start();
+    closers.push(() => server.shutdown(100));
+    // A burst of 16 MiB of answers, all in one turn, to a client that reads them: every one arrives.
+    const c = client(port);
+    const answers = await Promise.all(Array.from({ length: 16 }, () => c.call(PATH, Buffer.from('x'), { timeoutMs: 10_000 })));
+    expect(answers.every((a) => a.message.length === 1024 * 1024)).toBe(true);
+    // A peer that sends calls and never reads an answer (a frozen gateway): cut off, its queue let go.
+    const peer = connect({ port, host: '127.0.0.1' });
+    closers.push(() => void peer.destroy());
+    await new Promise((resolve) => peer.once('connect', resolve));
+    peer.pause();
+    peer.write(FRAMES_PREFACE);
+    await waitFor(() => server.openConnections === 2, { description: 'the peer connected' });
+    for (let id = 1; id <= 16; id++) writeFrame(peer, FrameKind.Call, id, { p: PATH });
+    const started = Date.now();
+    // (The paused peer cannot see the close itself: the server's count says it.)
+    await waitFor(() => server.openConnections === 1, { description: 'the stalled peer cut off' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    // The reading client's connection carries on.
+    expect((await c.call(PATH, Buffer.from('x'), { timeoutMs: 5000 })).message.length).toBe(1024 * 1024);
+  });
+
   it('drops a connection that does not open with the preface, and answers pings', async () => {
     const { port } = await serve(async (request) => request);
     const stray = connect({ port, host: '127.0.0.1' });
