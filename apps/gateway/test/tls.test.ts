@@ -96,6 +96,10 @@ describe('TLS with client certificates between every service (registry, node pro
     expect(await codeOf(predictWith(noCert))).toBe(status.UNAVAILABLE);
     const otherCa = credentials.createSsl(readFileSync(certs.caFile), readFileSync(rogue.keyFile), readFileSync(rogue.certFile));
     expect(await codeOf(predictWith(otherCa))).toBe(status.UNAVAILABLE);
+    // Nor does a TLS node open its plaintext node-frames port beside it, where mTLS would not be asked for.
+    const listening = node.lines.find((l) => l.json?.msg === 'listening')!.json!;
+    expect(listening.port).toEqual(expect.any(Number));
+    expect(listening.framesPort).toBeUndefined();
   });
 
   it('serves REST over HTTPS with the same certificates, client certificate required (curl)', async () => {
