@@ -96,19 +96,9 @@ export class FrameUnaryClient {
 
   call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
     return new Promise<RawUnaryAnswer>((resolve, reject) => {
-      const start = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
-      if (start instanceof Error) {
-        reject(start);
-        return;
-      }
-      const { deadline, left } = start;
-      let link: Link;
-      try {
-        link = this.linkForCall();
-      } catch (err) {
-        reject(err);
-        return;
-      }
+      // Either throws (rejecting the call) before anything is sent.
+      const { deadline, left } = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
+      const link = this.linkForCall();
       const id = this.takeId(link);
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => giveUp(status.CANCELLED, 'Cancelled on client');

@@ -55,17 +55,18 @@ export function callError(code: status, details: string, trailers?: IncomingHttp
 }
 
 /**
- * What a unary client checks before it sends a call: the failure for a
- * message over the send limit, a call already cancelled or already past its
- * deadline; else the deadline (epoch ms, Infinity when none) and the ms left to it.
+ * What a unary client checks before it sends a call: throws the failure for
+ * a message over the send limit, a call already cancelled or already past its
+ * deadline; else gives the deadline (epoch ms, Infinity when none) and the ms
+ * left to it. Called in a Promise executor, a throw rejects the call.
  */
-export function unaryCallStart(message: MessageBytes, opts: CallOpts, maxSendBytes: number): { deadline: number; left: number } | RawCallError {
+export function unaryCallStart(message: MessageBytes, opts: CallOpts, maxSendBytes: number): { deadline: number; left: number } {
   const length = messageLength(message);
-  if (length > maxSendBytes) return callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${maxSendBytes})`);
-  if (opts.signal?.aborted) return callError(status.CANCELLED, 'Cancelled on client');
+  if (length > maxSendBytes) throw callError(status.RESOURCE_EXHAUSTED, `Sent message larger than max (${length} vs. ${maxSendBytes})`);
+  if (opts.signal?.aborted) throw callError(status.CANCELLED, 'Cancelled on client');
   const deadline = deadlineMsOf(opts);
   const left = deadline - Date.now();
-  if (left <= 0) return callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded');
+  if (left <= 0) throw callError(status.DEADLINE_EXCEEDED, 'Deadline exceeded');
   return { deadline, left };
 }
 
@@ -177,19 +178,9 @@ export class RawUnaryClient {
    */
   call(path: string, message: MessageBytes, opts: CallOpts = {}): Promise<RawUnaryAnswer> {
     return new Promise<RawUnaryAnswer>((resolve, reject) => {
-      const start = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
-      if (start instanceof Error) {
-        reject(start);
-        return;
-      }
-      const { deadline, left } = start;
-      let connection: Connection;
-      try {
-        connection = this.connectionForCall();
-      } catch (err) {
-        reject(err);
-        return;
-      }
+      // Either throws (rejecting the call) before anything is sent.
+      const { deadline, left } = unaryCallStart(message, opts, this.options.maxSendMessageBytes);
+      const connection = this.connectionForCall();
       const headers: Record<string, string | string[] | number> = {
         [h2.HTTP2_HEADER_METHOD]: 'POST',
         [h2.HTTP2_HEADER_PATH]: path,
