@@ -156,9 +156,22 @@ export class FrameUnaryClient {
   }
 
   private open(): Link {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
-    const link: Link = { socket, calls: new Map(), connected: false, draining: false, reader: undefined! };
-    link.reader = new FrameReader(this.options.maxReceiveMessageBytes, (frame) => this.frame(link, frame));
+    const reader = new FrameReader(this.options.maxReceiveMessageBytes, (frame) => this.frame(link, frame));
+    // Answers are read into place (see FrameReader.readInto): no buffer per socket read, one per large answer.
+    const onread = {
+      buffer: () => reader.nextReadBuffer(),
+      callback: (n: number, buffer: Uint8Array) => {
+        try {
+          reader.readInto(n, buffer);
+        } catch (err) {
+          link.failure = `the server broke the frames protocol: ${(err as Error).message}`;
+          socket.destroy();
+        }
+        return true;
+      },
+    };
+    const socket = connect({ host: this.host, port: this.port, noDelay: true, onread });
+    const link: Link = { socket, calls: new Map(), connected: false, draining: false, reader };
     socket.write(FRAMES_PREFACE);
     const connectTimer = setTimeout(() => {
       link.failure = `not connected within ${this.options.connectTimeoutMs ?? 1000} ms`;
@@ -169,14 +182,6 @@ export class FrameUnaryClient {
       link.connected = true;
       this.backoffMs = this.options.initialReconnectBackoffMs ?? 200;
       this.retryAt = 0;
-    });
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        link.reader.push(chunk);
-      } catch (err) {
-        link.failure = `the server broke the frames protocol: ${(err as Error).message}`;
-        socket.destroy();
-      }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       link.failure ??= `${err.code ?? 'error'}: ${err.message}`;

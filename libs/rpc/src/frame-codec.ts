@@ -128,11 +128,24 @@ export interface ReadFrame {
   oversize: boolean;
 }
 
+/** A body at least this large is read by a {@link FrameReader} in read-into mode straight into its own buffer. */
+const DIRECT_BODY_BYTES = 32 * 1024;
+/** The buffer a read-into reader reads into between large bodies. */
+const SCRATCH_BYTES = 128 * 1024;
+
 /**
- * Cuts a connection's bytes into frames. A body comes out as slices of the
- * chunks it arrived in (no copy); a body over `maxBodyBytes` is skipped and
- * its frame marked oversize, so the connection stays usable. A head over
- * {@link MAX_HEAD_BYTES} is a protocol error: `push` throws.
+ * Cuts a connection's bytes into frames. A body over `maxBodyBytes` is
+ * skipped and its frame marked oversize, so the connection stays usable. A
+ * head over {@link MAX_HEAD_BYTES} is a protocol error: `push` and `readInto`
+ * throw.
+ *
+ * Two ways to feed it. {@link push} takes a socket's `data` chunks and gives
+ * bodies as slices of them (no copy). {@link nextReadBuffer} and
+ * {@link readInto} serve a socket's `onread` option: a large body is read
+ * straight into a buffer of its own, sized from its frame, and everything
+ * else into one scratch buffer reused for every read (copied out of it). That
+ * way a connection carrying megabyte answers makes no buffer per socket read,
+ * and each read can take all the bytes the kernel holds, not 64 KiB.
  */
 export class FrameReader {
   private pending: Buffer[] = [];
@@ -140,63 +153,107 @@ export class FrameReader {
   /** The frame being read, once its 13 bytes and head are in. */
   private current?: ReadFrame;
   private bodyLeft = 0;
+  /** Read-into mode: the current frame's body, read into in place, and how much of it is in. */
+  private direct?: Buffer;
+  private filled = 0;
+  private scratch?: Buffer;
 
   constructor(
     private readonly maxBodyBytes: number,
     private readonly onFrame: (frame: ReadFrame) => void,
   ) {}
 
+  /** Takes a chunk the reader may keep slices of. */
   push(chunk: Buffer): void {
+    this.take(chunk, false);
+  }
+
+  /** For a socket's `onread.buffer`: where the next read should put its bytes. */
+  nextReadBuffer(): Buffer {
+    if (this.direct && this.bodyLeft > 0) return this.direct.subarray(this.filled);
+    return (this.scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+  }
+
+  /** For a socket's `onread.callback`: `n` bytes were read into `buffer`, the last {@link nextReadBuffer}. */
+  readInto(n: number, buffer: Uint8Array): void {
+    if (buffer !== this.scratch) {
+      this.filled += n;
+      this.bodyLeft -= n;
+      if (this.bodyLeft === 0) this.emit();
+      return;
+    }
+    this.take(this.scratch.subarray(0, n), true);
+  }
+
+  /** Cuts `chunk` into frames; a `transient` chunk is reused once this returns, so what is kept of it is copied. */
+  private take(chunk: Buffer, transient: boolean): void {
     let rest = chunk;
+    let borrowed = transient;
     while (rest.length > 0) {
-      if (this.current) {
+      const frame = this.current;
+      if (frame) {
         const take = Math.min(this.bodyLeft, rest.length);
-        if (!this.current.oversize) this.current.body.push(take === rest.length ? rest : rest.subarray(0, take));
+        if (!frame.oversize) {
+          const piece = take === rest.length ? rest : rest.subarray(0, take);
+          if (this.direct) this.filled += piece.copy(this.direct, this.filled);
+          else frame.body.push(borrowed ? Buffer.from(piece) : piece);
+        }
         this.bodyLeft -= take;
         rest = rest.subarray(take);
         if (this.bodyLeft === 0) this.emit();
         continue;
       }
-      this.pending.push(rest);
+      if (this.pendingBytes === 0 && this.whole(rest)) {
+        rest = this.start(rest, borrowed);
+        continue;
+      }
+      // A frame's first bytes split across reads: gather them (owned) until they hold its head.
+      this.pending.push(borrowed ? Buffer.from(rest) : rest);
       this.pendingBytes += rest.length;
-      rest = this.startFrame() ?? EMPTY;
+      const gathered = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [gathered];
+      if (!this.whole(gathered)) return;
+      this.pending = [];
+      this.pendingBytes = 0;
+      rest = this.start(gathered, false);
+      borrowed = false;
     }
   }
 
-  /** Parses a frame's start from the pending bytes once they hold it; returns the bytes after it. */
-  private startFrame(): Buffer | undefined {
-    if (this.pendingBytes < FRAME_HEADER_BYTES) return undefined;
-    const bytes = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [bytes];
+  /** Whether `bytes` hold a frame's 13 bytes and its head. */
+  private whole(bytes: Buffer): boolean {
+    if (bytes.length < FRAME_HEADER_BYTES) return false;
     const headLength = bytes.readUInt32BE(5);
     if (headLength > MAX_HEAD_BYTES) throw new Error(`a frame head of ${headLength} bytes is over the ${MAX_HEAD_BYTES}-byte limit`);
-    if (bytes.length < FRAME_HEADER_BYTES + headLength) return undefined;
+    return bytes.length >= FRAME_HEADER_BYTES + headLength;
+  }
+
+  /** Starts the frame at the front of `bytes` (see {@link whole}); returns the bytes after its head. */
+  private start(bytes: Buffer, borrowed: boolean): Buffer {
+    const headLength = bytes.readUInt32BE(5);
     const bodyLength = bytes.readUInt32BE(9);
-    const start = FRAME_HEADER_BYTES + headLength;
-    this.current = {
-      kind: bytes[0],
-      id: bytes.readUInt32BE(1),
-      head: headLength > 0 ? bytes.subarray(FRAME_HEADER_BYTES, start) : undefined,
-      body: [],
-      bodyLength,
-      oversize: bodyLength > this.maxBodyBytes,
-    };
+    const end = FRAME_HEADER_BYTES + headLength;
+    const head = headLength > 0 ? bytes.subarray(FRAME_HEADER_BYTES, end) : undefined;
+    const oversize = bodyLength > this.maxBodyBytes;
+    this.current = { kind: bytes[0], id: bytes.readUInt32BE(1), head: head && borrowed ? Buffer.from(head) : head, body: [], bodyLength, oversize };
     this.bodyLeft = bodyLength;
-    this.pending = [];
-    this.pendingBytes = 0;
-    const after = bytes.subarray(start);
+    // Only a reader fed by readInto reads into place (push's chunks are already the reader's to keep).
+    if (this.scratch && !oversize && bodyLength >= DIRECT_BODY_BYTES) {
+      this.direct = Buffer.allocUnsafe(bodyLength);
+      this.filled = 0;
+    }
     if (bodyLength === 0) this.emit();
-    return after;
+    return bytes.subarray(end);
   }
 
   private emit(): void {
     const frame = this.current!;
+    if (this.direct) frame.body.push(this.direct);
     this.current = undefined;
+    this.direct = undefined;
     this.onFrame(frame);
   }
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /** A frame head's JSON, or undefined when it is missing or not an object. */
 export function parseHead<T>(head: Buffer | undefined): T | undefined {

@@ -209,4 +209,39 @@ describe('FrameReader', () => {
     ]);
     expect(frames[2].bodyLength).toBe(1200);
   });
+
+  it('reads into place for a socket\'s onread: large bodies in buffers of their own, the rest copied out of one reused scratch', () => {
+    const frames: ReadFrame[] = [];
+    const reader = new FrameReader(600 * 1024, (frame) => frames.push(frame));
+    const chunks: Buffer[] = [];
+    const sink = { write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0];
+    const fill = (bytes: number, seed: number) => Buffer.from(Array.from({ length: bytes }, (_, i) => (i * 31 + seed) & 0xff));
+    const sent = [fill(5, 1), fill(100 * 1024, 2), fill(0, 0), fill(700 * 1024, 3), fill(40, 4), fill(300 * 1024, 5), fill(33 * 1024, 6), fill(1, 7)];
+    sent.forEach((body, i) => writeFrame(sink, FrameKind.Answer, i + 1, { s: 0, n: i }, [body.subarray(0, 3), body.subarray(3)]));
+    const all = Buffer.concat(chunks);
+    // Reads of every size, as a socket gives them: each fills at most what the reader offered.
+    const sizes = [1, 7, 13, 4096, 65536, 1 << 20];
+    let direct = 0;
+    for (let at = 0, k = 0; at < all.length; k++) {
+      const target = reader.nextReadBuffer();
+      const n = Math.min(target.length, all.length - at, sizes[k % sizes.length]);
+      all.copy(target, 0, at, at + n);
+      if (target.buffer.byteLength !== 128 * 1024) direct += 1;
+      reader.readInto(n, target);
+      at += n;
+    }
+    expect(frames.map((f) => f.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // Between frames the next read goes to the scratch: what a frame kept of it would change with it.
+    reader.nextReadBuffer().fill(0xee);
+    for (const [i, frame] of frames.entries()) {
+      expect(JSON.parse(frame.head!.toString())).toEqual({ s: 0, n: i });
+      if (frame.oversize) continue;
+      // Every head and body intact after the scratch was overwritten.
+      expect(Buffer.concat(frame.body).equals(sent[i])).toBe(true);
+    }
+    expect(frames.map((f) => f.oversize)).toEqual([false, false, false, true, false, false, false, false]);
+    // The 100 KB, 300 KB and 33 KB bodies each arrive as one buffer, most of it read straight into place.
+    expect([1, 5, 6].map((i) => frames[i].body.length)).toEqual([1, 1, 1]);
+    expect(direct).toBeGreaterThan(0);
+  });
 });
