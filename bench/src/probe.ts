@@ -83,9 +83,11 @@ async function main(): Promise<void> {
     const cores = Object.fromEntries(servers.map((s, i) => [s.name, Number(((cpuSecondsOf(s.child.pid!) - before[i]) / wall).toFixed(2))]));
     cores['load generator'] = Number(((result.cpuSeconds ?? NaN) / wall).toFixed(2));
     // CPU ms per request over the measured window, as the bench reports it (with the nodes' onnxruntime runs apart).
-    const cpuMsPerRequest = Object.fromEntries(Object.entries(withCpu(result).cpuMsPerRequest ?? {}).map(([name, ms]) => [name, Number(ms.toFixed(3))]));
+    const measured = withCpu(result);
+    const cpuMsPerRequest = Object.fromEntries(Object.entries(measured.cpuMsPerRequest ?? {}).map(([name, ms]) => [name, Number(ms.toFixed(3))]));
+    const faultsPerRequest = Object.fromEntries(Object.entries(measured.faultsPerRequest ?? {}).map(([name, n]) => [name, Number(n.toFixed(1))]));
     process.stdout.write(
-      `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores, cpuMsPerRequest })}\n`,
+      `${JSON.stringify({ model: opts.model, target: opts.target, concurrency: opts.concurrency, throughput: Number(result.throughput.toFixed(1)), p50Ms: Number(result.p50.toFixed(3)), p99Ms: Number(result.p99.toFixed(3)), errors: result.errors, coresBusy: cores, cpuMsPerRequest, faultsPerRequest })}\n`,
     );
   } finally {
     for (const server of servers.reverse()) await server.stop();

@@ -129,13 +129,16 @@ export type WindowCpu = Record<string, number>;
  * when the job opens and closes its measured window, and of the watched
  * nodes' onnxruntime runs from their metrics (`<name> in onnxruntime`).
  */
-export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []): Promise<T & { windowCpu?: WindowCpu }> {
+export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []): Promise<T & { windowCpu?: WindowCpu; windowFaults?: Record<string, number> }> {
   const child = spawn(process.execPath, nodeArgs(entry, [JSON.stringify(job)]), { cwd: REPO_ROOT, env: env({}), stdio: ['ignore', 'pipe', 'inherit'] });
   const processes = () => [{ name: 'load', pid: child.pid! }, ...watch.map((w) => ({ name: w.name, pid: w.child.pid! }))];
   const nodes = watch.filter((w) => w.nodeMetricsPort !== undefined);
   let opened: WindowCpu | undefined;
   let windowCpu: WindowCpu | undefined;
   const sample = () => Object.fromEntries(processes().map((p) => [p.name, cpuSecondsOf(p.pid)]));
+  const sampleFaults = () => Object.fromEntries(processes().map((p) => [p.name, minorFaultsOf(p.pid)]));
+  let faultsOpened: Record<string, number> | undefined;
+  let windowFaults: Record<string, number> | undefined;
   // Scraped as the window opens and closes; a scrape takes milliseconds of a window of seconds. Versions
   // run on the event loop's thread have no such figure, and no entry.
   const scrape = () => Promise.all(nodes.map(async (w) => [`${w.name}${ONNXRUNTIME_SUFFIX}`, await runCpuSecondsOf(w.nodeMetricsPort!)] as const));
@@ -145,9 +148,12 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line === PHASE_MEASURE) {
       opened = sample();
+      faultsOpened = sampleFaults();
       runsOpened = scrape();
     } else if (line === PHASE_END && opened) {
       const closed = sample();
+      const faultsClosed = sampleFaults();
+      windowFaults = Object.fromEntries(Object.entries(faultsClosed).map(([name, n]) => [name, n - (faultsOpened?.[name] ?? n)]));
       runsClosed = scrape();
       windowCpu = Object.fromEntries(Object.entries(closed).map(([name, seconds]) => [name, seconds - opened![name]]));
     } else if (line.trim()) last = line;
@@ -160,7 +166,7 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
           const [from, to] = await Promise.all([runsOpened, runsClosed]);
           for (const [i, [name, seconds]] of to.entries()) if (seconds - from[i][1] > 0) windowCpu[name] = seconds - from[i][1];
         }
-        resolvePromise({ ...(JSON.parse(last) as T), windowCpu });
+        resolvePromise({ ...(JSON.parse(last) as T), windowCpu, windowFaults });
       } catch (err) {
         reject(new Error(`${entry} printed no result: ${String(err)}`));
       }
@@ -168,17 +174,30 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
   });
 }
 
-/** A job's result with its window's CPU time as milliseconds per request completed in the window (`cpuMsPerRequest`). */
-export function withCpu(result: RunResult & { windowCpu?: WindowCpu }): RunResult {
-  const { windowCpu, ...rest } = result;
+/**
+ * A job's result with its window's CPU time as milliseconds per request completed in the window
+ * (`cpuMsPerRequest`), and its processes' minor page faults per request (`faultsPerRequest`).
+ */
+export function withCpu(result: RunResult & { windowCpu?: WindowCpu; windowFaults?: Record<string, number> }): RunResult {
+  const { windowCpu, windowFaults, ...rest } = result;
   if (!windowCpu || result.count === 0) return rest;
-  return { ...rest, cpuMsPerRequest: Object.fromEntries(Object.entries(windowCpu).map(([name, seconds]) => [name, (seconds * 1000) / result.count])) };
+  const perRequest = (counts: Record<string, number>, scale: number) => Object.fromEntries(Object.entries(counts).map(([name, n]) => [name, (n * scale) / result.count]));
+  return { ...rest, cpuMsPerRequest: perRequest(windowCpu, 1000), ...(windowFaults ? { faultsPerRequest: perRequest(windowFaults, 1) } : {}) };
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 export function cpuSecondsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Minor page faults a process has taken so far, from /proc: each is a page of memory touched for the first
+ * time since it was mapped or handed back to the system, and costs microseconds of kernel time (more on a
+ * virtual machine), so memory a process frees and maps again on every request shows here.
+ */
+export function minorFaultsOf(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
 }
 
 /** Current and peak resident memory of a process, bytes. */

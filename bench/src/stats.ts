@@ -18,6 +18,8 @@ export interface RunResult {
    * process), the others the servers it drove.
    */
   cpuMsPerRequest?: Record<string, number>;
+  /** Minor page faults per request of each process over the measured window. */
+  faultsPerRequest?: Record<string, number>;
 }
 
 /** The q-quantile (0..1) of sorted samples, nearest-rank. */
