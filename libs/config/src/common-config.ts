@@ -159,10 +159,23 @@ export const JEMALLOC_IMAGE_PATH = '/usr/local/lib/libjemalloc.so.2';
 
 /**
  * jemalloc's settings for the relaying gateway: freed pages go back to the
- * system a second after they were last used (a background thread purges them
- * while the process is idle), and two arenas serve one JavaScript thread.
+ * system over the ten seconds after they were last used (a background thread
+ * purges them, also while the process is idle), and two arenas serve one
+ * JavaScript thread.
+ *
+ * Why ten seconds, not one: under steady load the gateway frees the buffers
+ * of the calls a garbage collection found dead all at once and takes them
+ * again over the next fraction of a second. A one-second decay purged a
+ * share of them in between, and every purged page came back as a page fault
+ * (about 11 us each on a virtual machine measured here, plus the madvise and
+ * its TLB shootdown). `bench:probe --model medium --target gateway
+ * --concurrency 32`, three alternating pairs: 5.48 / 5.04 / 5.64 ms of the
+ * gateway's CPU per inference and 117-130 faults per request at 1 s, 4.41 /
+ * 3.85 / 6.03 ms and 47-109 faults at 10 s (never purging: 4.46 ms, 22
+ * faults, but a burst's memory would never go back). A burst's memory is
+ * still back within the fault suite's 30 s.
  */
-export const JEMALLOC_CONF = 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2';
+export const JEMALLOC_CONF = 'background_thread:true,dirty_decay_ms:10000,muzzy_decay_ms:0,narenas:2';
 
 /**
  * The relaying gateway's malloc: jemalloc (LD_PRELOAD) at `path`, with
