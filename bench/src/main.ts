@@ -353,11 +353,11 @@ function report(targets: TargetResult[], artifact: Record<string, number | boole
     '',
     `Medians over ${settings.reps} run(s) of ${settings.durationMs} ms after ${settings.warmupMs} ms warm-up; ${result.machine.cpus} CPUs, node ${process.version}.`,
     '',
-    '| scenario | path | c | req/s | p50 ms | p90 ms | p99 ms | errors | CPU ms per request (from /proc) | peak RSS MiB (servers) | load gen RSS MiB |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| scenario | path | c | req/s | p50 ms | p90 ms | p99 ms | errors | CPU ms per request (from /proc) | page faults per request | peak RSS MiB (servers) | load gen RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.result.throughput.toFixed(0)} | ${r.result.p50.toFixed(3)} | ${r.result.p90.toFixed(3)} | ${r.result.p99.toFixed(3)} | ${Object.values(r.result.errors).reduce((a, b) => a + b, 0)} | ${Object.entries(r.result.cpuMsPerRequest ?? {}).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ') || '-'} | ${Object.entries(r.serverRss).map(([k, v]) => `${k} ${mib(v)}`).join(', ') || '-'} | ${mib(r.result.maxRss ?? NaN)} |`,
+        `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.result.throughput.toFixed(0)} | ${r.result.p50.toFixed(3)} | ${r.result.p90.toFixed(3)} | ${r.result.p99.toFixed(3)} | ${Object.values(r.result.errors).reduce((a, b) => a + b, 0)} | ${Object.entries(r.result.cpuMsPerRequest ?? {}).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ') || '-'} | ${Object.entries(r.result.faultsPerRequest ?? {}).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ') || '-'} | ${Object.entries(r.serverRss).map(([k, v]) => `${k} ${mib(v)}`).join(', ') || '-'} | ${mib(r.result.maxRss ?? NaN)} |`,
     ),
     '',
     `Artifact of ${mib(artifact.bytes as number)} MiB: upload ${(artifact.uploadMBps as number).toFixed(1)} MB/s, download ${(artifact.downloadMBps as number).toFixed(1)} MB/s, registry peak RSS growth ${mib(artifact.registryRssGrowthBytes as number)} MiB.`,

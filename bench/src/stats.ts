@@ -54,14 +54,14 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Field-wise medians over repeated runs. */
-/** Per process, the median over runs of its CPU milliseconds per completed request. */
-function medianCpu(runs: RunResult[]): Record<string, number> | undefined {
-  const names = new Set(runs.flatMap((r) => Object.keys(r.cpuMsPerRequest ?? {})));
+/** Per process, the median over runs of a per-request figure (CPU milliseconds, page faults). */
+function medianPerProcess(runs: RunResult[], figure: (r: RunResult) => Record<string, number> | undefined): Record<string, number> | undefined {
+  const names = new Set(runs.flatMap((r) => Object.keys(figure(r) ?? {})));
   if (names.size === 0) return undefined;
-  return Object.fromEntries([...names].map((name) => [name, median(runs.map((r) => r.cpuMsPerRequest?.[name] ?? NaN))]));
+  return Object.fromEntries([...names].map((name) => [name, median(runs.map((r) => figure(r)?.[name] ?? NaN))]));
 }
 
+/** Field-wise medians over repeated runs. */
 export function medianRun(runs: RunResult[]): RunResult {
   const errors: Record<string, number> = {};
   for (const run of runs) for (const [code, n] of Object.entries(run.errors)) errors[code] = (errors[code] ?? 0) + n;
@@ -73,7 +73,8 @@ export function medianRun(runs: RunResult[]): RunResult {
     p90: median(runs.map((r) => r.p90)),
     p99: median(runs.map((r) => r.p99)),
     maxRss: median(runs.map((r) => r.maxRss ?? NaN)),
-    cpuMsPerRequest: medianCpu(runs),
+    cpuMsPerRequest: medianPerProcess(runs, (r) => r.cpuMsPerRequest),
+    faultsPerRequest: medianPerProcess(runs, (r) => r.faultsPerRequest),
   };
 }
 

@@ -19,6 +19,9 @@ describe('benchmark statistics', () => {
     expect(median([4, 1, 3, 2])).toBe(2.5);
     const runs = [summarise([1, 2, 3], 1), summarise([10, 20, 30], 1), summarise([2, 3, 4], 1)];
     expect(medianRun(runs)).toMatchObject({ p50: 3, throughput: 3 });
+    // Per-process figures too, each process on its own: CPU ms and page faults per request.
+    const measured = runs.map((r, i) => ({ ...r, cpuMsPerRequest: { gateway: [0.5, 0.9, 0.7][i] }, faultsPerRequest: { gateway: [40, 10, 25][i], node: [1, 2, 3][i] } }));
+    expect(medianRun(measured)).toMatchObject({ cpuMsPerRequest: { gateway: 0.7 }, faultsPerRequest: { gateway: 25, node: 2 } });
   });
 
   it('judges targets in both directions and never passes a missing figure', () => {
