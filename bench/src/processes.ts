@@ -133,12 +133,11 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
   const child = spawn(process.execPath, nodeArgs(entry, [JSON.stringify(job)]), { cwd: REPO_ROOT, env: env({}), stdio: ['ignore', 'pipe', 'inherit'] });
   const processes = () => [{ name: 'load', pid: child.pid! }, ...watch.map((w) => ({ name: w.name, pid: w.child.pid! }))];
   const nodes = watch.filter((w) => w.nodeMetricsPort !== undefined);
-  let opened: WindowCpu | undefined;
+  let opened: Record<string, ProcessUsage> | undefined;
   let windowCpu: WindowCpu | undefined;
-  const sample = () => Object.fromEntries(processes().map((p) => [p.name, cpuSecondsOf(p.pid)]));
-  const sampleFaults = () => Object.fromEntries(processes().map((p) => [p.name, minorFaultsOf(p.pid)]));
-  let faultsOpened: Record<string, number> | undefined;
   let windowFaults: Record<string, number> | undefined;
+  // One read of /proc/<pid>/stat a process gives both its CPU time and its page faults.
+  const sample = () => Object.fromEntries(processes().map((p) => [p.name, usageOf(p.pid)]));
   // Scraped as the window opens and closes; a scrape takes milliseconds of a window of seconds. Versions
   // run on the event loop's thread have no such figure, and no entry.
   const scrape = () => Promise.all(nodes.map(async (w) => [`${w.name}${ONNXRUNTIME_SUFFIX}`, await runCpuSecondsOf(w.nodeMetricsPort!)] as const));
@@ -148,14 +147,12 @@ export function runJob<T>(entry: string, job: object, watch: BenchProcess[] = []
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line === PHASE_MEASURE) {
       opened = sample();
-      faultsOpened = sampleFaults();
       runsOpened = scrape();
     } else if (line === PHASE_END && opened) {
-      const closed = sample();
-      const faultsClosed = sampleFaults();
-      windowFaults = Object.fromEntries(Object.entries(faultsClosed).map(([name, n]) => [name, n - (faultsOpened?.[name] ?? n)]));
+      const closed = Object.entries(sample());
       runsClosed = scrape();
-      windowCpu = Object.fromEntries(Object.entries(closed).map(([name, seconds]) => [name, seconds - opened![name]]));
+      windowCpu = Object.fromEntries(closed.map(([name, usage]) => [name, usage.cpuSeconds - opened![name].cpuSeconds]));
+      windowFaults = Object.fromEntries(closed.map(([name, usage]) => [name, usage.minorFaults - opened![name].minorFaults]));
     } else if (line.trim()) last = line;
   });
   return new Promise((resolvePromise, reject) => {
@@ -185,19 +182,28 @@ export function withCpu(result: RunResult & { windowCpu?: WindowCpu; windowFault
   return { ...rest, cpuMsPerRequest: perRequest(windowCpu, 1000), ...(windowFaults ? { faultsPerRequest: perRequest(windowFaults, 1) } : {}) };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-export function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** What a process has used so far, from one read of /proc/<pid>/stat. */
+export interface ProcessUsage {
+  /** CPU seconds, user + system. */
+  cpuSeconds: number;
+  /**
+   * Minor page faults: each is a page of memory touched for the first time since it was mapped or handed
+   * back to the system, and costs microseconds of kernel time (more on a virtual machine), so memory a
+   * process frees and maps again on every request shows here.
+   */
+  minorFaults: number;
 }
 
-/**
- * Minor page faults a process has taken so far, from /proc: each is a page of memory touched for the first
- * time since it was mapped or handed back to the system, and costs microseconds of kernel time (more on a
- * virtual machine), so memory a process frees and maps again on every request shows here.
- */
-export function minorFaultsOf(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
+/** CPU time and page faults a process has used so far. */
+export function usageOf(pid: number): ProcessUsage {
+  // The fields after the command name, state first: minflt is the 8th, utime and stime the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100, minorFaults: Number(fields[7]) };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSecondsOf(pid: number): number {
+  return usageOf(pid).cpuSeconds;
 }
 
 /** Current and peak resident memory of a process, bytes. */
