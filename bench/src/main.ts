@@ -324,6 +324,14 @@ async function main(): Promise<void> {
         2.5,
       ),
       repTarget(
+        'T2ff',
+        `T2a's floor on the hop the gateway takes to a node (frames, @maas/inference-client): (bare p50 + internal client p50) ÷ bare p50 (${mlp1.bare!.median.p50.toFixed(3)} + ${(mlp1.client?.median.p50 ?? NaN).toFixed(3)} ms); T2a above it is the gateway's own time in the path`,
+        reps,
+        (rep) => 1 + p50Ratio(mlp1.client, mlp1.bare)(rep),
+        '<=',
+        2.5,
+      ),
+      repTarget(
         'T2b',
         `tiny MLP c=1: via gateway p99/p50 ÷ bare grpc-js p99/p50 (${(mlp1.gateway!.median.p99 / mlp1.gateway!.median.p50).toFixed(2)} ÷ ${(mlp1.bare!.median.p99 / mlp1.bare!.median.p50).toFixed(2)})`,
         reps,
