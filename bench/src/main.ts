@@ -262,6 +262,8 @@ async function main(): Promise<void> {
     const mlp64 = mlpAt[64];
     const p50Ratio = (a: Measured | undefined, b: Measured | undefined) => (rep: number) => (a?.reps[rep].p50 ?? NaN) / (b?.reps[rep].p50 ?? NaN);
     const throughputRatio = (a: Measured | undefined, b: Measured | undefined) => (rep: number) => (a?.reps[rep].throughput ?? NaN) / (b?.reps[rep].throughput ?? NaN);
+    // T2a's floors: one bare round trip to the gateway, then a node's round trip on the given path.
+    const hopFloor = (id: string, description: string, hop: Measured | undefined) => repTarget(id, description, reps, (rep) => 1 + p50Ratio(hop, mlp1.bare)(rep), '<=', 2.5);
     const batchingAt = (c: number) => median(Array.from({ length: reps }, (_, rep) => throughputRatio(mlpAt[c].gateway, mlpAt[c].gatewaySolo)(rep)));
     const worstBatching = settings.sweep.reduce((worst, c) => (batchingAt(c) < batchingAt(worst) ? c : worst), settings.sweep[0]);
     const targets: TargetResult[] = [
@@ -315,21 +317,15 @@ async function main(): Promise<void> {
       ),
       repTarget('T2a', 'tiny MLP c=1: via gateway p50 ÷ bare grpc-js p50', reps, p50Ratio(mlp1.gateway, mlp1.bare), '<=', 2.5),
       repTarget('T2e', 'T2a with the node embedded in the gateway: via gateway p50 ÷ bare grpc-js p50', reps, p50Ratio(mlp1.embedded, mlp1.bare), '<=', 2.5),
-      repTarget(
+      hopFloor(
         'T2f',
         `T2a's floor for a gateway that relays to a node: (bare p50 + node direct p50) ÷ bare p50 (${mlp1.bare!.median.p50.toFixed(3)} + ${mlp1.node!.median.p50.toFixed(3)} ms), one bare hop to the gateway and the node's own round trip behind it`,
-        reps,
-        (rep) => 1 + p50Ratio(mlp1.node, mlp1.bare)(rep),
-        '<=',
-        2.5,
+        mlp1.node,
       ),
-      repTarget(
+      hopFloor(
         'T2ff',
         `T2a's floor on the hop the gateway takes to a node (frames, @maas/inference-client): (bare p50 + internal client p50) ÷ bare p50 (${mlp1.bare!.median.p50.toFixed(3)} + ${(mlp1.client?.median.p50 ?? NaN).toFixed(3)} ms); T2a above it is the gateway's own time in the path`,
-        reps,
-        (rep) => 1 + p50Ratio(mlp1.client, mlp1.bare)(rep),
-        '<=',
-        2.5,
+        mlp1.client,
       ),
       repTarget(
         'T2b',
