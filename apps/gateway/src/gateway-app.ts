@@ -140,7 +140,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     logger,
   });
   const gatewayService = new GatewayService(router, pool, () => registry.current, auth);
-  const metricsRegistry = createMetricsRegistry('gateway');
+  const metricsRegistry = createMetricsRegistry('gateway', { defaultMetrics: config.metricsPort >= 0 });
   const coalesced = router.coalescer?.stats;
   if (coalesced) {
     totalCounter(metricsRegistry, 'maas_gateway_stacked_calls_total', 'Node calls that carried several Predicts of one version, stacked', () => coalesced.stackedCalls);

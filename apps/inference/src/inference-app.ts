@@ -77,7 +77,7 @@ export async function startInferenceNode(config: InferenceConfig, deps: Inferenc
     interOpThreads: config.interOpThreads,
     logger,
   });
-  const metricsRegistry = createMetricsRegistry('inference');
+  const metricsRegistry = createMetricsRegistry('inference', { defaultMetrics: config.metricsPort >= 0 });
   const rpcMetrics = new RpcMetrics(metricsRegistry);
   registerInferenceMetrics(metricsRegistry, manager);
   // Run on every call, whether grpc-js or the raw Predict route serves it.

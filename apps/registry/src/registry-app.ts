@@ -49,7 +49,7 @@ export async function startRegistry(config: RegistryConfig, deps: RegistryDeps =
     leases,
     logger,
   });
-  const metricsRegistry = createMetricsRegistry('registry');
+  const metricsRegistry = createMetricsRegistry('registry', { defaultMetrics: config.metricsPort >= 0 });
   const rpcMetrics = new RpcMetrics(metricsRegistry);
   totalCounter(metricsRegistry, 'maas_cache_hits_total', 'Metadata cache hits', () => cache.stats.hits);
   totalCounter(metricsRegistry, 'maas_cache_misses_total', 'Metadata cache misses (read from the store)', () => cache.stats.misses);
