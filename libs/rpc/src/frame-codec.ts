@@ -148,8 +148,8 @@ const SCRATCH_BYTES = 128 * 1024;
  * and each read can take all the bytes the kernel holds, not 64 KiB.
  */
 export class FrameReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** A frame's first bytes while they do not yet hold its head (owned, never a borrowed chunk). */
+  private partial?: Buffer;
   /** The frame being read, once its 13 bytes and head are in. */
   private current?: ReadFrame;
   private bodyLeft = 0;
@@ -203,18 +203,15 @@ export class FrameReader {
         if (this.bodyLeft === 0) this.emit();
         continue;
       }
-      if (this.pendingBytes === 0 && this.whole(rest)) {
+      if (!this.partial && this.whole(rest)) {
         rest = this.start(rest, borrowed);
         continue;
       }
       // A frame's first bytes split across reads: gather them (owned) until they hold its head.
-      this.pending.push(borrowed ? Buffer.from(rest) : rest);
-      this.pendingBytes += rest.length;
-      const gathered = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [gathered];
+      const gathered = this.partial ? Buffer.concat([this.partial, rest]) : borrowed ? Buffer.from(rest) : rest;
+      this.partial = gathered;
       if (!this.whole(gathered)) return;
-      this.pending = [];
-      this.pendingBytes = 0;
+      this.partial = undefined;
       rest = this.start(gathered, false);
       borrowed = false;
     }
