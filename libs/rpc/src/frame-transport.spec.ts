@@ -244,4 +244,28 @@ describe('FrameReader', () => {
     expect([1, 5, 6].map((i) => frames[i].body.length)).toEqual([1, 1, 1]);
     expect(direct).toBeGreaterThan(0);
   });
+
+  it('gathers a frame start that arrives over several scratch reads, each overwriting the last', () => {
+    const frames: ReadFrame[] = [];
+    const reader = new FrameReader(1000, (frame) => frames.push(frame));
+    const chunks: Buffer[] = [];
+    const sink = { write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0];
+    writeFrame(sink, FrameKind.Call, 1, { p: '/first' }, Buffer.from('one'));
+    writeFrame(sink, FrameKind.Answer, 2, { s: 0, n: 2 }, Buffer.from('two'));
+    writeFrame(sink, FrameKind.Cancel, 3);
+    const all = Buffer.concat(chunks);
+    // Reads of 1 to 4 bytes: every frame's 13 bytes and head span reads, and each read lands at the scratch's start.
+    for (let at = 0, k = 0; at < all.length; k++) {
+      const target = reader.nextReadBuffer();
+      const n = Math.min(all.length - at, 1 + (k % 4));
+      all.copy(target, 0, at, at + n);
+      reader.readInto(n, target);
+      at += n;
+    }
+    expect(frames.map((f) => [f.kind, f.id, f.head?.toString(), Buffer.concat(f.body).toString()])).toEqual([
+      [FrameKind.Call, 1, '{"p":"/first"}', 'one'],
+      [FrameKind.Answer, 2, '{"s":0,"n":2}', 'two'],
+      [FrameKind.Cancel, 3, undefined, ''],
+    ]);
+  });
 });
