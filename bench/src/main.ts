@@ -47,10 +47,9 @@ const settings: Settings = opts.quick
 const rows: Row[] = [];
 const log = (text: string) => process.stderr.write(`${text}\n`);
 
+/** One path alone, its reps back to back: its median over them. */
 async function measure(scenario: string, path: string, concurrency: number, run: (watch: BenchProcess[]) => Promise<RunResult>, servers: BenchProcess[] = []): Promise<RunResult> {
-  const runs: RunResult[] = [];
-  for (let i = 0; i < settings.reps; i++) runs.push(await run(servers));
-  return record(scenario, path, concurrency, runs, servers);
+  return (await measureTogether({ only: { scenario, path, concurrency, run, servers } })).only.median;
 }
 
 /** One side of a comparison: what {@link measureTogether} runs. */
@@ -264,8 +263,8 @@ async function main(): Promise<void> {
     const throughputRatio = (a: Measured | undefined, b: Measured | undefined) => (rep: number) => (a?.reps[rep].throughput ?? NaN) / (b?.reps[rep].throughput ?? NaN);
     // T2a's floors: one bare round trip to the gateway, then a node's round trip on the given path.
     const hopFloor = (id: string, description: string, hop: Measured | undefined) => repTarget(id, description, reps, (rep) => 1 + p50Ratio(hop, mlp1.bare)(rep), '<=', 2.5);
-    const batchingAt = (c: number) => median(Array.from({ length: reps }, (_, rep) => throughputRatio(mlpAt[c].gateway, mlpAt[c].gatewaySolo)(rep)));
-    const worstBatching = settings.sweep.reduce((worst, c) => (batchingAt(c) < batchingAt(worst) ? c : worst), settings.sweep[0]);
+    const batchingAt = Object.fromEntries(settings.sweep.map((c) => [c, median(Array.from({ length: reps }, (_, rep) => throughputRatio(mlpAt[c].gateway, mlpAt[c].gatewaySolo)(rep)))]));
+    const worstBatching = settings.sweep.reduce((worst, c) => (batchingAt[c] < batchingAt[worst] ? c : worst), settings.sweep[0]);
     const targets: TargetResult[] = [
       repTarget(
         'T1',
@@ -340,7 +339,7 @@ async function main(): Promise<void> {
       repTarget('T4', 'tiny MLP c=1: p50 through the typed internal client (@maas/inference-client) ÷ node direct p50', reps, p50Ratio(mlp1.client, mlp1.node), '<=', 1.2),
       repTarget(
         'T5a',
-        `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${batchingAt(c).toFixed(2)}`).join(', ')}), its reps`,
+        `tiny MLP via gateway: throughput with ÷ without dynamic batching, the worst concurrency (${settings.sweep.map((c) => `c=${c} ${batchingAt[c].toFixed(2)}`).join(', ')}), its reps`,
         reps,
         throughputRatio(mlpAt[worstBatching].gateway, mlpAt[worstBatching].gatewaySolo),
         '>=',

@@ -125,7 +125,8 @@ export function repTarget(id: string, description: string, reps: number, figure:
 /** A target's measured figure as the report shows it: with the range of its reps when it has several. */
 export function formatMeasured(t: TargetResult): string {
   if (!Number.isFinite(t.measured)) return '-';
-  const reps = (t.reps ?? []).filter((v) => Number.isFinite(v));
+  // A rep-by-rep target has a finite figure only when every rep has one (repTarget).
+  const reps = t.reps ?? [];
   if (reps.length < 2) return t.measured.toFixed(2);
   return `${t.measured.toFixed(2)} (reps ${Math.min(...reps).toFixed(2)}–${Math.max(...reps).toFixed(2)})`;
 }
