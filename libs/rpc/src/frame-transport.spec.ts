@@ -189,17 +189,23 @@ describe('node frames: unary calls on a plain TCP connection', () => {
   });
 });
 
+/** The bytes that the frames `write` writes with writeFrame would put on a socket. */
+function frameBytes(write: (sink: Parameters<typeof writeFrame>[0]) => void): Buffer {
+  const chunks: Buffer[] = [];
+  write({ write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0]);
+  return Buffer.concat(chunks);
+}
+
 describe('FrameReader', () => {
   it('cuts frames out of bytes split anywhere, bodies uncopied', () => {
     const frames: ReadFrame[] = [];
     const reader = new FrameReader(1000, (frame) => frames.push(frame));
-    const chunks: Buffer[] = [];
-    const sink = { write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0];
-    writeFrame(sink, FrameKind.Call, 1, { p: '/a' }, Buffer.from('hello'));
-    writeFrame(sink, FrameKind.Cancel, 2);
-    writeFrame(sink, FrameKind.Answer, 3, { s: 0 }, [Buffer.alloc(600, 1), Buffer.alloc(600, 2)]);
-    writeFrame(sink, FrameKind.Answer, 4, { s: 0 }, Buffer.from('after'));
-    const all = Buffer.concat(chunks);
+    const all = frameBytes((sink) => {
+      writeFrame(sink, FrameKind.Call, 1, { p: '/a' }, Buffer.from('hello'));
+      writeFrame(sink, FrameKind.Cancel, 2);
+      writeFrame(sink, FrameKind.Answer, 3, { s: 0 }, [Buffer.alloc(600, 1), Buffer.alloc(600, 2)]);
+      writeFrame(sink, FrameKind.Answer, 4, { s: 0 }, Buffer.from('after'));
+    });
     for (let i = 0; i < all.length; i += 3) reader.push(all.subarray(i, i + 3));
     expect(frames.map((f) => [f.kind, f.id, f.oversize, Buffer.concat(f.body).toString()])).toEqual([
       [FrameKind.Call, 1, false, 'hello'],
@@ -213,12 +219,9 @@ describe('FrameReader', () => {
   it('reads into place for a socket\'s onread: large bodies in buffers of their own, the rest copied out of one reused scratch', () => {
     const frames: ReadFrame[] = [];
     const reader = new FrameReader(600 * 1024, (frame) => frames.push(frame));
-    const chunks: Buffer[] = [];
-    const sink = { write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0];
     const fill = (bytes: number, seed: number) => Buffer.from(Array.from({ length: bytes }, (_, i) => (i * 31 + seed) & 0xff));
     const sent = [fill(5, 1), fill(100 * 1024, 2), fill(0, 0), fill(700 * 1024, 3), fill(40, 4), fill(300 * 1024, 5), fill(33 * 1024, 6), fill(1, 7)];
-    sent.forEach((body, i) => writeFrame(sink, FrameKind.Answer, i + 1, { s: 0, n: i }, [body.subarray(0, 3), body.subarray(3)]));
-    const all = Buffer.concat(chunks);
+    const all = frameBytes((sink) => sent.forEach((body, i) => writeFrame(sink, FrameKind.Answer, i + 1, { s: 0, n: i }, [body.subarray(0, 3), body.subarray(3)])));
     // Reads of every size, as a socket gives them: each fills at most what the reader offered.
     const sizes = [1, 7, 13, 4096, 65536, 1 << 20];
     let direct = 0;
@@ -248,12 +251,11 @@ describe('FrameReader', () => {
   it('gathers a frame start that arrives over several scratch reads, each overwriting the last', () => {
     const frames: ReadFrame[] = [];
     const reader = new FrameReader(1000, (frame) => frames.push(frame));
-    const chunks: Buffer[] = [];
-    const sink = { write: (b: Buffer) => chunks.push(Buffer.from(b)), cork: () => undefined, uncork: () => undefined } as unknown as Parameters<typeof writeFrame>[0];
-    writeFrame(sink, FrameKind.Call, 1, { p: '/first' }, Buffer.from('one'));
-    writeFrame(sink, FrameKind.Answer, 2, { s: 0, n: 2 }, Buffer.from('two'));
-    writeFrame(sink, FrameKind.Cancel, 3);
-    const all = Buffer.concat(chunks);
+    const all = frameBytes((sink) => {
+      writeFrame(sink, FrameKind.Call, 1, { p: '/first' }, Buffer.from('one'));
+      writeFrame(sink, FrameKind.Answer, 2, { s: 0, n: 2 }, Buffer.from('two'));
+      writeFrame(sink, FrameKind.Cancel, 3);
+    });
     // Reads of 1 to 4 bytes: every frame's 13 bytes and head span reads, and each read lands at the scratch's start.
     for (let at = 0, k = 0; at < all.length; k++) {
       const target = reader.nextReadBuffer();
