@@ -1,3 +1,4 @@
+import { drainAfterWrites } from '@maas/rpc';
 /** One finished inference request, as the gateway saw it. */
 export interface InferenceOutcome {
   model: string;
@@ -67,6 +68,8 @@ export class ModelStatistics {
 
   /** The statistics of `model` (every model when empty), of `version` (every version when 0), by model then version. */
   query(model: string, version: number): VersionStatistics[] {
+    // Outcomes are recorded once each answer has been written: those still held are counted before reading.
+    drainAfterWrites();
     return [...this.versions.values()]
       .filter((s) => (!model || s.model === model) && (!version || s.version === version))
       .sort((a, b) => a.model.localeCompare(b.model) || a.version - b.version);

@@ -1,6 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { decodePredictResponse, type ModelVersion, type PredictRequest, type PredictResponse } from '@maas/proto';
 import {
+  afterWrites,
   Cancellation,
   deadlineMsOf,
   DeadlineExceededError,
@@ -274,15 +275,20 @@ export class PredictRouter {
       return answered;
     } finally {
       this.admission.done(key, answered !== undefined);
-      this.options.statistics?.record({
-        model: version.model,
-        version: version.version,
-        ok: answered !== undefined,
-        totalMs: performance.now() - started,
-        queueMs: answered?.queueMs ?? 0,
-        runMs: answered?.runMs ?? 0,
-        rows: request.inputs[0]?.shape[0] ?? 1,
-      });
+      const { statistics } = this.options;
+      if (statistics) {
+        const outcome = {
+          model: version.model,
+          version: version.version,
+          ok: answered !== undefined,
+          totalMs: performance.now() - started,
+          queueMs: answered?.queueMs ?? 0,
+          runMs: answered?.runMs ?? 0,
+          rows: request.inputs[0]?.shape[0] ?? 1,
+        };
+        // Counted once the answer has been written: the statistics do not hold it back.
+        afterWrites(() => statistics.record(outcome));
+      }
     }
   }
 
@@ -307,11 +313,13 @@ export class PredictRouter {
         retryElsewhere,
         isEjected: (node) => this.pool.isEjected(node),
         // Hedging goes by the whole round trip; a node's speed by its time per call (see serviceMs).
-        onSuccess: (node, ms, answer, load) => {
-          this.latency.record(key, ms);
-          this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load));
-        },
-        onLateAnswer: (node, ms, answer, load) => this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load)),
+        // Latency bookkeeping waits until the answer has been written (it steers later calls, not this one).
+        onSuccess: (node, ms, answer, load) =>
+          afterWrites(() => {
+            this.latency.record(key, ms);
+            this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load));
+          }),
+        onLateAnswer: (node, ms, answer, load) => afterWrites(() => this.noteLatency(key, node, serviceMs(ms, answer.queueMs, load))),
         onFailure: (node, err) => {
           if (statusOf(err) === status.UNAVAILABLE) this.pool.eject(node.instance.id);
           if (statusOf(err) === status.RESOURCE_EXHAUSTED) atCapacity = true;

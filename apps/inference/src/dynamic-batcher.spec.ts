@@ -1,6 +1,7 @@
 import { DataType, type Tensor } from '@maas/proto';
 import { ResourceExhaustedError } from '@maas/rpc';
 import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
+import { waitFor } from '@maas/testing';
 
 const row = (): Tensor[] => [{ name: 'x', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 1], rawData: Buffer.alloc(4), stringData: [] }];
 
@@ -60,6 +61,8 @@ describe('DynamicBatcher adaptive batch size', () => {
     expect(sizes).toEqual([1, ...Array(10).fill(4)]);
     expect(batcher.batchLimit).toBe(4);
     // Each run's event carries the CPU time its session reported, for maas_inference_run_cpu_seconds_total.
+    // Events are told once the answers have been written (a turn after them), not before they leave.
+    await waitFor(() => events.length === 11);
     expect(events.map((e) => [e.rows, e.cpuSeconds])).toEqual([[1, 0.002], ...Array(10).fill([4, 0.02])]);
   });
 
@@ -67,7 +70,8 @@ describe('DynamicBatcher adaptive batch size', () => {
     const events: BatchEvent[] = [];
     const batcher = new DynamicBatcher(async (inputs) => ({ outputs: inputs }), options, (event) => events.push(event));
     await batcher.submit(row(), ['x']);
-    expect(events).toHaveLength(1);
+    expect(events).toHaveLength(0);
+    await waitFor(() => events.length === 1);
     expect(events[0].cpuSeconds).toBeUndefined();
   });
 });

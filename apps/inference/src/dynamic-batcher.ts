@@ -1,5 +1,5 @@
 import type { Tensor } from '@maas/proto';
-import { CancelledError, DeadlineExceededError, ResourceExhaustedError, type CancelSignal } from '@maas/rpc';
+import { afterWrites, CancelledError, DeadlineExceededError, ResourceExhaustedError, type CancelSignal } from '@maas/rpc';
 import { batchKey, concatInputs, rowsOf, splitOutputs } from '@maas/tensor';
 import { BatchSizer } from './batch-sizer';
 
@@ -269,7 +269,9 @@ export class DynamicBatcher {
       const runMs = performance.now() - started;
       const perRow = runMs / Math.max(1, rows);
       this.msPerRow = this.msPerRow === 0 ? perRow : 0.8 * this.msPerRow + 0.2 * perRow;
-      this.onBatch({ requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: runMs / 1000, cpuSeconds: cpuMs === undefined ? undefined : cpuMs / 1000 });
+      const event: BatchEvent = { requests: batch.length, rows, queueSeconds: (started - batch[0].enqueued) / 1000, runSeconds: runMs / 1000, cpuSeconds: cpuMs === undefined ? undefined : cpuMs / 1000 };
+      // Told once the batch's answers have been written: its metrics do not hold them back.
+      afterWrites(() => this.onBatch(event));
       this.dispatch();
     }
   }

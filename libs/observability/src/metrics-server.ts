@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { drainAfterWrites } from '@maas/rpc';
 
 /** Options of {@link startMetricsServer}. */
 export interface MetricsServerOptions {
@@ -31,6 +32,8 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       return;
     }
     if (path === '/metrics') {
+      // Calls answered but not yet counted (see afterWrites) are counted first: a scrape sees every answered call.
+      drainAfterWrites();
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
         (err: unknown) => res.writeHead(500).end(`metrics collection failed: ${String(err)}\n`),

@@ -81,8 +81,8 @@ export function rpcObserver(options: RpcInterceptorOptions): CallObserver {
           model = named.model;
           version = named.version;
         },
-        end({ code, details }) {
-          const ns = Number(process.hrtime.bigint() - started);
+        end({ code, details, endedAt }) {
+          const ns = Number((endedAt ?? process.hrtime.bigint()) - started);
           // Names a client got wrong are not labels: they would let bad input grow the series set.
           const trusted = code !== status.INVALID_ARGUMENT && code !== status.NOT_FOUND;
           metrics?.observe(method, trusted ? (model ?? '') : '', trusted ? version : '', code, ns / 1e9);

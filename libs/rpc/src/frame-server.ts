@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Metadata, status } from '@grpc/grpc-js';
-import { beginWatches, type CallWatch } from './call-observer';
+import { afterWrites, beginWatches, endWatches, type CallWatch } from './call-observer';
 import { FRAMES_PREFACE, FrameKind, FrameReader, parseHead, writeFrame, type AnswerFrameHead, type CallFrameHead, type HeaderBlock, type ReadFrame } from './frame-codec';
 import { joinedMessage, messageLength, type MessageBytes } from './grpc-frame';
 import type { ServerSurfaceCall } from './handlers';
@@ -280,7 +280,7 @@ class FrameCall<Req> extends EventEmitter implements ServerSurfaceCall {
       this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${length} vs. ${this.limits.maxSendMessageBytes})` });
       return;
     }
-    this.settle({ code: status.OK, details: '' });
+    this.settle({ code: status.OK, details: '' }, true);
     this.connection.send(FrameKind.Answer, this.id, this.extraHeaders ? { s: 0, h: this.extraHeaders } : OK_HEAD, bytes);
     this.connection.finished(this.id);
   }
@@ -299,10 +299,17 @@ class FrameCall<Req> extends EventEmitter implements ServerSurfaceCall {
     this.connection.finished(this.id);
   }
 
-  private settle(outcome: { code: number; details: string }): void {
+  /** Marks the call finished and tells the observers how it ended: at once, or once this turn's writes have left (see {@link afterWrites}). */
+  private settle(outcome: { code: number; details: string }, afterFlush = false): void {
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
-    for (const watch of this.watches) watch.end({ code: outcome.code, details: outcome.details });
+    const { watches } = this;
+    if (watches.length === 0) return;
+    if (afterFlush) {
+      const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
+      afterWrites(() => endWatches(watches, ended));
+    }
+    else endWatches(watches, outcome);
   }
 
   private expire(): void {

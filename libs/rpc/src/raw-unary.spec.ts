@@ -107,7 +107,7 @@ describe('raw unary routes', () => {
       // Large answers are written without being copied with their prefix.
       const big = 'x'.repeat(300_000);
       expect((await s.call(big)).res?.toString().startsWith(`${big}|minted`)).toBe(true);
-      expect(s.seen[0]).toEqual({ path: PATH, requestId: 'r-1', messages: ['hello'], end: { code: status.OK, details: '' } });
+      expect(s.seen[0]).toEqual({ path: PATH, requestId: 'r-1', messages: ['hello'], end: { code: status.OK, details: '', endedAt: expect.any(BigInt) } });
       expect(s.grpcJsCalls()).toBe(0);
     } finally {
       await s.close();

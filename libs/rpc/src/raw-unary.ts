@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
-import { beginWatches, type CallObserver, type CallWatch } from './call-observer';
+import { afterWrites, beginWatches, endWatches, type CallObserver, type CallWatch } from './call-observer';
 import type { ServerSurfaceCall } from './handlers';
 import { callStatusOf } from './status-mapper';
 import { endWithMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
@@ -209,7 +209,7 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
       this.fail({ code: status.RESOURCE_EXHAUSTED, details: `Sent message larger than max (${length} vs. ${this.limits.maxSendMessageBytes})` });
       return;
     }
-    this.settle({ code: status.OK, details: '' });
+    this.settle({ code: status.OK, details: '' }, true);
     const { stream } = this;
     stream.respond(this.extraHeaders ? { ...this.extraHeaders, ...RESPONSE_HEADERS } : RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
@@ -231,12 +231,21 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     this.stream.respond({ ...this.extraHeaders, ...RESPONSE_HEADERS, ...extra, 'grpc-status': String(outcome.code), 'grpc-message': encodeURI(outcome.details) }, { endStream: true });
   }
 
-  /** Marks the call finished and tells the observers how it ended. */
-  private settle(outcome: { code: number; details: string }): void {
+  /**
+   * Marks the call finished and tells the observers how it ended: at once, or with `afterFlush` once this turn's
+   * writes have left (see {@link afterWrites}), so an answer is not held back by the observers' work.
+   */
+  private settle(outcome: { code: number; details: string }, afterFlush = false): void {
     this.finished = true;
     this.reader.clear();
     if (this.timer) clearTimeout(this.timer);
-    for (const watch of this.watches) watch.end({ code: outcome.code, details: outcome.details });
+    const { watches } = this;
+    if (watches.length === 0) return;
+    if (afterFlush) {
+      const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
+      afterWrites(() => endWatches(watches, ended));
+    }
+    else endWatches(watches, outcome);
   }
 
   /** The deadline passed before an answer: DEADLINE_EXCEEDED, and the handler's work is cancelled. */

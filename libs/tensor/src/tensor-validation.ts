@@ -30,25 +30,26 @@ export function formatSignature(specs: TensorSpec[]): string {
 export function validateInputs(inputs: Tensor[], signature: TensorSpec[], limits: TensorLimits = {}): void {
   const maxDim = limits.maxDim ?? 2 ** 31 - 1;
   const maxElements = limits.maxElements ?? 256 * 1024 * 1024;
-  const expected = `the model expects ${formatSignature(signature)}`;
-  const specs = new Map(signature.map((s) => [s.name, s]));
+  // Messages are built only when they are thrown: a call that passes pays for no string.
+  const expected = () => `the model expects ${formatSignature(signature)}`;
   const seen = new Set<string>();
   for (const tensor of inputs) {
-    const spec = specs.get(tensor.name);
-    if (!spec) throw new InvalidArgumentError(`unknown input ${JSON.stringify(tensor.name)}: ${expected}`);
-    if (seen.has(tensor.name)) throw new InvalidArgumentError(`input "${tensor.name}" is given twice: ${expected}`);
+    const spec = signature.find((s) => s.name === tensor.name);
+    if (!spec) throw new InvalidArgumentError(`unknown input ${JSON.stringify(tensor.name)}: ${expected()}`);
+    if (seen.has(tensor.name)) throw new InvalidArgumentError(`input "${tensor.name}" is given twice: ${expected()}`);
     seen.add(tensor.name);
-    const got = `${dtypeName(tensor.dtype)}[${tensor.shape.join(',')}]`;
-    const mismatch = (why: string) => new InvalidArgumentError(`input "${tensor.name}": ${why}; expected ${formatSpec(spec)}, got ${got}`);
+    const mismatch = (why: string) =>
+      new InvalidArgumentError(`input "${tensor.name}": ${why}; expected ${formatSpec(spec)}, got ${dtypeName(tensor.dtype)}[${tensor.shape.join(',')}]`);
     if (tensor.dtype !== spec.dtype) throw mismatch('dtype mismatch');
     if (tensor.shape.length !== spec.shape.length) throw mismatch(`rank ${tensor.shape.length} instead of ${spec.shape.length}`);
-    tensor.shape.forEach((dim, i) => {
+    for (let i = 0; i < tensor.shape.length; i++) {
+      const dim = tensor.shape[i];
       if (!Number.isSafeInteger(dim) || dim < 0) throw mismatch(`dimension ${i} is ${dim}, not a positive integer`);
       // An empty tensor cannot be run: onnxruntime fails inside the graph (INTERNAL) or answers nothing useful.
       if (dim === 0) throw mismatch(`dimension ${i} is 0: every dimension must be at least 1 (empty tensors cannot be run)`);
       if (dim > maxDim) throw mismatch(`dimension ${i} is ${dim}, above the limit ${maxDim}`);
       if (spec.shape[i] >= 0 && dim !== spec.shape[i]) throw mismatch(`dimension ${i} must be ${spec.shape[i]}`);
-    });
+    }
     const count = elementCount(tensor.shape);
     if (count > maxElements) throw mismatch(`${count} elements, above the limit ${maxElements}`);
     if (tensor.dtype === DataType.DATA_TYPE_STRING) {
@@ -62,8 +63,9 @@ export function validateInputs(inputs: Tensor[], signature: TensorSpec[], limits
       throw mismatch(`raw_data has ${tensor.rawData.length} bytes, expected ${count} elements × ${size} bytes = ${count * size}`);
     }
   }
+  if (seen.size === signature.length) return;
   const missing = signature.filter((s) => !seen.has(s.name)).map((s) => s.name);
-  if (missing.length > 0) throw new InvalidArgumentError(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}: ${expected}`);
+  throw new InvalidArgumentError(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')}: ${expected()}`);
 }
 
 /** Checks requested output names; empty means all outputs. Returns the names to fetch. */
