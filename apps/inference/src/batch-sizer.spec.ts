@@ -57,6 +57,29 @@ describe('BatchSizer', () => {
     expect(sizer.cap).toBe(4);
   });
 
+  it('explores a class that stays slower ever less often, down to one of its turns in maxExploreBackoff, and at every turn once it is fast enough', () => {
+    const sizer = new BatchSizer({ maxRows: 2, exploreEvery: 2, maxExploreBackoff: 4 });
+    feed(sizer, 2, 30);
+    feed(sizer, 1, 20);
+    expect(sizer.cap).toBe(1);
+    // Pairs stay dearer per row than singles: each exploring turn (every 2nd run) that lets a pair through.
+    const explored = (turns: number, pairMsPerRow: number) => {
+      const hits: number[] = [];
+      for (let turn = 1; turn <= turns; turn++) {
+        sizer.nextLimit();
+        const limit = sizer.nextLimit();
+        if (limit === 2) hits.push(turn);
+        sizer.record(limit, limit * (limit === 2 ? pairMsPerRow : 20));
+      }
+      return hits;
+    };
+    expect(explored(20, 30)).toEqual([1, 2, 4, 8, 12, 16, 20]);
+    // Pairs got as cheap as singles: the next exploration shows it, and from then on every turn explores them
+    // until their average has caught up and the cap moves to pairs (then singles are the class explored).
+    expect(explored(16, 20)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    expect(sizer.cap).toBe(2);
+  });
+
   it('ignores runs it cannot learn from', () => {
     const sizer = new BatchSizer({ maxRows: 4 });
     sizer.record(0, 5);
