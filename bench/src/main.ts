@@ -155,6 +155,10 @@ async function main(): Promise<void> {
     servers.push(noopRaw);
     const noopRawMedium = await startServer('noop-raw', 'bench/src/noop-server.ts', {}, [String(MEDIUM_OUTPUT_BYTES), 'raw']);
     servers.push(noopRawMedium);
+    // The least a relay can do in front of that node: raw HTTP/2 in, the request's bytes to its frames port, the
+    // answer's bytes back (bench/src/relay-floor.ts). No resolving, routing, observers or bookkeeping.
+    const relay = await startServer('relay', 'bench/src/relay-floor.ts', {}, ['127.0.0.1', String(node.ready.framesPort)]);
+    servers.push(relay);
     const nodeAddress = `127.0.0.1:${node.port}`;
     const gatewayAddress = `127.0.0.1:${gateway.port}`;
     const noopAddress = `127.0.0.1:${noop.port}`;
@@ -180,7 +184,7 @@ async function main(): Promise<void> {
     }
 
     // Tiny MLP: sweep concurrency on every path, the paths of one concurrency measured together.
-    type MlpPath = 'raw' | 'bare' | 'bareRaw' | 'node' | 'client' | 'gateway' | 'gatewaySolo' | 'embedded';
+    type MlpPath = 'raw' | 'bare' | 'bareRaw' | 'node' | 'client' | 'relay' | 'gateway' | 'gatewaySolo' | 'embedded';
     const mlpAt: Record<number, Partial<Record<MlpPath, Measured>>> = {};
     const gatewayLoad = (model: string, c: number) => load({ target: gatewayAddress, kind: 'gateway-predict', model, version: 0, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c });
     for (const c of settings.sweep) {
@@ -191,7 +195,10 @@ async function main(): Promise<void> {
         bareRaw: side('B raw HTTP/2 (no-op)', load({ target: `127.0.0.1:${noopRaw.port}`, kind: 'node-predict', model: 'noop', version: 1, inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [noopRaw]),
         node: side('node direct', load({ target: nodeAddress, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]),
       };
-      if (c === 1) sides.client = side('internal client (1 hop)', load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+      if (c === 1) {
+        sides.client = side('internal client (1 hop)', load({ target: nodeAddress, kind: 'client-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [node]);
+        sides.relay = side('B relay, no serving (→ node frames)', load({ target: `127.0.0.1:${relay.port}`, kind: 'node-predict', model: 'mlp', version: mlp, sha256: await shaOf('mlp', mlp), inputName: 'input', inputShape: MLP_SHAPE, concurrency: c }), [relay, node]);
+      }
       // Both by alias: the two sides differ in batching only, not in how the version resolves.
       sides.gateway = side('via gateway', gatewayLoad('mlp', c), [gateway, node]);
       sides.gatewaySolo = side('via gateway', gatewayLoad('mlp-nobatch', c), [gateway, node], 'tiny-mlp batching off');
@@ -325,6 +332,14 @@ async function main(): Promise<void> {
         'T2ff',
         `T2a's floor on the hop the gateway takes to a node (frames, @maas/inference-client): (bare p50 + internal client p50) ÷ bare p50 (${mlp1.bare!.median.p50.toFixed(3)} + ${(mlp1.client?.median.p50 ?? NaN).toFixed(3)} ms); T2a above it is the gateway's own time in the path`,
         mlp1.client,
+      ),
+      repTarget(
+        'T2rf',
+        `T2a's floor for any relay in front of this node: a relay with no serving at all (raw HTTP/2 in, the bytes to the node's frames port and back: bench/src/relay-floor.ts), its p50 ÷ bare grpc-js p50 (${(mlp1.relay?.median.p50 ?? NaN).toFixed(3)} ÷ ${mlp1.bare!.median.p50.toFixed(3)} ms); T2a above it is the gateway's serving, T2rf above 2.5 the node's and the hops'`,
+        reps,
+        p50Ratio(mlp1.relay, mlp1.bare),
+        '<=',
+        2.5,
       ),
       repTarget(
         'T2b',

