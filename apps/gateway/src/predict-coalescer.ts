@@ -193,11 +193,13 @@ export class PredictCoalescer {
     const maxBytes = this.options.maxBytes;
     const solo = () => this.sendAlone(key, request, ctx, send, rows);
     if (rows === 0 || perRow === undefined || maxRows <= rows || bytes > maxBytes / 2 || perRow * rows > maxBytes / 2) return solo();
-    const groupKey = `${key}#${request.outputNames.join('\0')}#${batchKey(request.inputs)}`;
-    let group = this.open.get(groupKey);
     // A lone caller (no other call of the version in flight, no group open, none stacked lately) goes at
     // once, not at the end of the turn; under waves of load the first of a wave waits for the rest.
-    if (!group && !others && !(Date.now() - seen.stackedAt < RECENT_MS)) return solo();
+    const lone = !others && !(Date.now() - seen.stackedAt < RECENT_MS);
+    if (lone && this.open.size === 0) return solo(); // no group at all: not even its key is worth making
+    const groupKey = `${key}#${request.outputNames.join('\0')}#${batchKey(request.inputs)}`;
+    let group = this.open.get(groupKey);
+    if (!group && lone) return solo();
     if (group && (group.rows + rows > maxRows || group.bytes + bytes > maxBytes || perRow * (group.rows + rows) > maxBytes)) {
       this.open.delete(groupKey);
       this.flush(group);

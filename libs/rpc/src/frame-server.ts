@@ -308,8 +308,9 @@ class FrameCall<Req> extends EventEmitter implements ServerSurfaceCall {
     if (afterFlush) {
       const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
       afterWrites(() => endWatches(watches, ended));
+    } else {
+      endWatches(watches, outcome);
     }
-    else endWatches(watches, outcome);
   }
 
   private expire(): void {

@@ -244,8 +244,9 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     if (afterFlush) {
       const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
       afterWrites(() => endWatches(watches, ended));
+    } else {
+      endWatches(watches, outcome);
     }
-    else endWatches(watches, outcome);
   }
 
   /** The deadline passed before an answer: DEADLINE_EXCEEDED, and the handler's work is cancelled. */
