@@ -74,6 +74,13 @@ export function endWatches(watches: readonly CallWatch[], outcome: CallEnd): voi
   for (const watch of watches) watch.end({ code: outcome.code, details: outcome.details, endedAt: outcome.endedAt });
 }
 
+/** {@link endWatches} once this turn's writes have left (see {@link afterWrites}), each told when the call ended. */
+export function endWatchesOnceWritten(watches: readonly CallWatch[], outcome: CallEnd): void {
+  if (watches.length === 0) return;
+  const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
+  afterWrites(() => endWatches(watches, ended));
+}
+
 let deferred: Array<() => void> = [];
 let scheduled = false;
 

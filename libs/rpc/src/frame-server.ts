@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Metadata, status } from '@grpc/grpc-js';
-import { afterWrites, beginWatches, endWatches, type CallWatch } from './call-observer';
+import { beginWatches, endWatches, endWatchesOnceWritten, type CallWatch } from './call-observer';
 import { FRAMES_PREFACE, FrameKind, FrameReader, parseHead, writeFrame, type AnswerFrameHead, type CallFrameHead, type HeaderBlock, type ReadFrame } from './frame-codec';
 import { joinedMessage, messageLength, type MessageBytes } from './grpc-frame';
 import type { ServerSurfaceCall } from './handlers';
@@ -303,14 +303,8 @@ class FrameCall<Req> extends EventEmitter implements ServerSurfaceCall {
   private settle(outcome: { code: number; details: string }, afterFlush = false): void {
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
-    const { watches } = this;
-    if (watches.length === 0) return;
-    if (afterFlush) {
-      const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
-      afterWrites(() => endWatches(watches, ended));
-    } else {
-      endWatches(watches, outcome);
-    }
+    if (afterFlush) endWatchesOnceWritten(this.watches, outcome);
+    else endWatches(this.watches, outcome);
   }
 
   private expire(): void {

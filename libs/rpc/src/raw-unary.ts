@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Metadata, status } from '@grpc/grpc-js';
-import { afterWrites, beginWatches, endWatches, type CallObserver, type CallWatch } from './call-observer';
+import { beginWatches, endWatches, endWatchesOnceWritten, type CallObserver, type CallWatch } from './call-observer';
 import type { ServerSurfaceCall } from './handlers';
 import { callStatusOf } from './status-mapper';
 import { endWithMessage, messageLength, UnaryMessageReader, type MessageBytes } from './grpc-frame';
@@ -239,14 +239,8 @@ export class RawUnaryCall<Req> extends EventEmitter implements ServerSurfaceCall
     this.finished = true;
     this.reader.clear();
     if (this.timer) clearTimeout(this.timer);
-    const { watches } = this;
-    if (watches.length === 0) return;
-    if (afterFlush) {
-      const ended = { code: outcome.code, details: outcome.details, endedAt: process.hrtime.bigint() };
-      afterWrites(() => endWatches(watches, ended));
-    } else {
-      endWatches(watches, outcome);
-    }
+    if (afterFlush) endWatchesOnceWritten(this.watches, outcome);
+    else endWatches(this.watches, outcome);
   }
 
   /** The deadline passed before an answer: DEADLINE_EXCEEDED, and the handler's work is cancelled. */
