@@ -147,7 +147,10 @@ export class DynamicBatcher {
         resolve,
         reject,
       };
-      const key = this.options.batching ? `${outputNames.join(',')}#${batchKey(inputs)}` : `solo-${Math.random()}`;
+      // A request that will run at once and alone (no queue, a free slot, no wait for company) needs no group
+      // key: building one (sorted input names, dtypes and dims) was most of what batching cost a lone caller.
+      const alone = this.groups.size === 0 && this.running < this.options.concurrency && this.options.maxQueueDelayMicros === 0;
+      const key = this.options.batching && !alone ? `${outputNames.join(',')}#${batchKey(inputs)}` : `solo-${this.soloCalls++}`;
       let group = this.groups.get(key);
       if (!group) {
         group = { requests: [], rows: 0, due: !this.options.batching || this.options.maxQueueDelayMicros === 0 };
@@ -197,6 +200,9 @@ export class DynamicBatcher {
     this.queued = 0;
     this.queuedRows = 0;
   }
+
+  /** Numbers the groups of requests that run alone. */
+  private soloCalls = 0;
 
   private dispatch(): void {
     while (this.running < this.options.concurrency) {
