@@ -1,7 +1,7 @@
 import { DataType, type Tensor } from '@maas/proto';
 import { ResourceExhaustedError } from '@maas/rpc';
-import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
 import { waitFor } from '@maas/testing';
+import { DynamicBatcher, type BatchEvent } from './dynamic-batcher';
 
 const row = (): Tensor[] => [{ name: 'x', dtype: DataType.DATA_TYPE_FLOAT32, shape: [1, 1], rawData: Buffer.alloc(4), stringData: [] }];
 

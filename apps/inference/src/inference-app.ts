@@ -5,7 +5,7 @@ import { InferenceServiceWire, type PredictRequest } from '@maas/proto';
 import { createMetricsRegistry, rpcObserver, RpcMetrics, silentLogger, startMetricsServer, totalCounter, type Logger, type MetricsServer } from '@maas/observability';
 import { RegistryClient } from '@maas/registry-client';
 import { Metadata, status } from '@grpc/grpc-js';
-import { beginWatches, callFailure, checkTlsFiles, clientCredentials, FRAMES_HEADER, FrameServer, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
+import { beginWatches, callFailure, endWatches, checkTlsFiles, clientCredentials, FRAMES_HEADER, FrameServer, GrpcServer, type CallObserver, observingInterceptor, RECEIVE_WINDOW_BYTES, serverCredentials, tlsEnabled, tlsFilesOf } from '@maas/rpc';
 import { ArtifactCache } from './artifact-cache';
 import { nodeIdOf, type InferenceConfig } from './config';
 import { registerInferenceMetrics } from './inference-metrics';
@@ -52,11 +52,11 @@ async function observedInProcess(observers: readonly CallObserver[], service: In
   for (const watch of watches) watch.message?.(request);
   try {
     const answer = await service.predictInProcess(request, { ...opts, metadata });
-    for (const watch of watches) watch.end({ code: status.OK, details: '' });
+    endWatches(watches, { code: status.OK, details: '' });
     return answer;
   } catch (err) {
     const { code, details } = err as { code: number; details: string };
-    for (const watch of watches) watch.end({ code, details });
+    endWatches(watches, { code, details });
     throw err;
   }
 }

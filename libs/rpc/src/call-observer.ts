@@ -137,7 +137,7 @@ export function observingInterceptor(observers: readonly CallObserver[]): Server
     const end = (outcome: CallEnd) => {
       if (ended) return;
       ended = true;
-      for (const watch of watches) watch.end(outcome);
+      endWatches(watches, outcome);
     };
     return new ServerInterceptingCall(call, {
       start: (next) =>
